@@ -1,0 +1,327 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/steward-iot/steward/internal/model"
+)
+
+// Event is a domain event as carried on the bus.
+type Event = model.Event
+
+const (
+	// platformToken stands for "no tenant" in subjects. Tenant IDs may not
+	// start with '_', so no tenant can subscribe to platform events.
+	platformToken = "_platform"
+	fetchBatch    = 10
+	ackWait       = 30 * time.Second
+	// maxDeliver is large so that an event survives a long outage of
+	// whatever the worker talks to; with the default backoff (capped at
+	// 5m) that is days of retrying.
+	maxDeliver = 1000
+)
+
+// eventSubject returns "<prefix>.events.<tenant>.<type>".
+func (b *Bus) eventSubject(tenantID, typ string) (string, error) {
+	if err := validTenant(tenantID); err != nil {
+		return "", err
+	}
+	if typ == "" {
+		return "", errors.New("bus: event type is empty")
+	}
+	for _, tok := range strings.Split(typ, ".") {
+		if !tokenRe.MatchString(tok) {
+			return "", fmt.Errorf("bus: invalid event type %q: must be dot separated tokens of [A-Za-z0-9_-]", typ)
+		}
+	}
+	if tenantID == "" {
+		tenantID = platformToken
+	}
+	return b.Subject("events", tenantID, typ), nil
+}
+
+func validTenant(id string) error {
+	if id != "" && (!tokenRe.MatchString(id) || id[0] == '_') {
+		return fmt.Errorf("bus: invalid tenant ID %q: must be [A-Za-z0-9_-] and not start with '_'", id)
+	}
+	return nil
+}
+
+// PublishEvent stores ev in the events stream and sets ev.Seq. ev.ID is the
+// JetStream message ID, so re-publishing the same event within the
+// duplicate window (an outbox relay retrying after a crash) stores nothing
+// and returns the original sequence.
+func (b *Bus) PublishEvent(ctx context.Context, ev *model.Event) (uint64, error) {
+	if ev == nil {
+		return 0, errors.New("bus: nil event")
+	}
+	if ev.ID == "" || strings.IndexFunc(ev.ID, unicode.IsControl) >= 0 {
+		return 0, fmt.Errorf("bus: invalid event ID %q: must be non-empty without control characters", ev.ID)
+	}
+	subj, err := b.eventSubject(ev.TenantID, ev.Type)
+	if err != nil {
+		return 0, err
+	}
+	body := *ev
+	body.Seq = 0 // the sequence is the stream's, not part of the stored body
+	data, err := json.Marshal(body)
+	if err != nil {
+		return 0, fmt.Errorf("bus: encode event %s: %w", ev.ID, err)
+	}
+	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: data},
+		jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.stream))
+	if err != nil {
+		return 0, fmt.Errorf("bus: publish event %s: %w", ev.ID, err)
+	}
+	if ack.Duplicate {
+		if ack.Sequence == 0 { // clustered: the original is not stored yet
+			return 0, fmt.Errorf("bus: publish event %s: duplicate of a message still in flight, retry", ev.ID)
+		}
+		b.log.Debug("duplicate event ignored", "id", ev.ID, "seq", ack.Sequence)
+	}
+	ev.Seq = ack.Sequence
+	return ack.Sequence, nil
+}
+
+// LastEventSeq returns the sequence of the last stored event (0 if none).
+func (b *Bus) LastEventSeq(ctx context.Context) (uint64, error) {
+	s, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		return 0, fmt.Errorf("bus: stream info: %w", err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
+// SubscribeEvents delivers, in order, every event of tenantID ("" = all
+// tenants and platform events) with a stream sequence > afterSeq, then live
+// ones, until ctx is done, stop is called or the bus is closed. afterSeq 0
+// means only events published from now on. If afterSeq is older than the
+// oldest stored event, delivery starts at the oldest; if it is beyond the
+// last one (e.g. the stream was recreated) only new events are delivered.
+//
+// fn runs on one goroutine, must not block forever and must not call stop;
+// stop waits for a running fn to return.
+func (b *Bus) SubscribeEvents(ctx context.Context, tenantID string, afterSeq uint64, fn func(model.Event)) (stop func(), err error) {
+	if fn == nil {
+		return nil, errors.New("bus: nil event handler")
+	}
+	if err := validTenant(tenantID); err != nil {
+		return nil, err
+	}
+	filter := b.Subject("events", ">")
+	if tenantID != "" {
+		filter = b.Subject("events", tenantID, ">")
+	}
+	s, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		return nil, fmt.Errorf("bus: stream info: %w", err)
+	}
+	// A concrete start sequence instead of DeliverNew: the ordered consumer
+	// re-applies its initial policy when it resets before the first message,
+	// and DeliverNew would then skip events published in between.
+	st := s.CachedInfo().State
+	start := st.LastSeq + 1
+	if afterSeq > 0 && afterSeq < st.LastSeq {
+		start = max(afterSeq+1, st.FirstSeq)
+	}
+	it, err := b.ordered(ctx, filter, start)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.track(); err != nil {
+		it.Stop()
+		return nil, err
+	}
+	ctx, cancel := b.runCtx(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer b.wg.Done()
+		defer close(done)
+		defer cancel()
+		next := start
+		for {
+			msg, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				it.Stop()
+				if ctx.Err() != nil {
+					return
+				}
+				// The ordered consumer recovers from reconnects itself; this
+				// is what it cannot (e.g. stream deleted). Resume where we were.
+				b.log.Warn("event subscription interrupted, resubscribing", "filter", filter, "err", err)
+				for {
+					if !sleepCtx(ctx, time.Second) {
+						return
+					}
+					if it, err = b.ordered(ctx, filter, next); err == nil {
+						break
+					}
+					b.log.Warn("resubscribe to events", "filter", filter, "err", err)
+				}
+				continue
+			}
+			ev, md, ok := b.decode(msg)
+			if md != nil {
+				next = md.Sequence.Stream + 1
+			}
+			if ok {
+				fn(ev)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// ordered starts an ordered (ephemeral, flow-controlled, self-healing)
+// consumer on filter from stream sequence start.
+func (b *Bus) ordered(ctx context.Context, filter string, start uint64) (jetstream.MessagesContext, error) {
+	c, err := b.js.OrderedConsumer(ctx, b.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: create ordered consumer: %w", err)
+	}
+	it, err := c.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("bus: subscribe to events: %w", err)
+	}
+	return it, nil
+}
+
+// ConsumeEvents runs fn for every event through the durable pull consumer
+// named durable, shared by every process that uses the same name: each
+// event goes to one of them. Delivery is at least once, so fn should be
+// idempotent (by event ID). An event is acked when fn returns nil and
+// redelivered after a backoff (Config.RetryBackoff) when it returns an
+// error. A new durable starts with the oldest stored event.
+//
+// The loop runs until ctx is done, stop is called or the bus is closed; fn
+// then gets a cancelled context. stop waits for a running fn to return and
+// must not be called from fn.
+func (b *Bus) ConsumeEvents(ctx context.Context, durable string, fn func(context.Context, model.Event) error) (stop func(), err error) {
+	if fn == nil {
+		return nil, errors.New("bus: nil event handler")
+	}
+	if !tokenRe.MatchString(durable) {
+		return nil, fmt.Errorf("bus: invalid durable name %q: must be [A-Za-z0-9_-]", durable)
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       durable,
+		FilterSubject: b.Subject("events", ">"),
+		DeliverPolicy: jetstream.DeliverAllPolicy, // events stored before the worker first ran are not lost
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    maxDeliver,
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bus: create consumer %s: %w", durable, err)
+	}
+	if err := b.track(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := b.runCtx(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer b.wg.Done()
+		defer close(done)
+		defer cancel()
+		for ctx.Err() == nil {
+			batch, err := cons.Fetch(fetchBatch, jetstream.FetchContext(ctx))
+			if err == nil {
+				for msg := range batch.Messages() {
+					if ctx.Err() != nil {
+						_ = msg.Nak() // hand it to another worker now rather than after AckWait
+						continue
+					}
+					b.handle(ctx, durable, msg, fn)
+				}
+				err = batch.Error()
+			}
+			if err == nil || ctx.Err() != nil {
+				continue
+			}
+			b.log.Warn("fetch events", "durable", durable, "err", err)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+				if c, err := b.js.CreateOrUpdateConsumer(ctx, b.stream, cfg); err == nil {
+					cons = c
+				}
+			}
+			sleepCtx(ctx, time.Second)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// handle runs fn on one message and acks, naks with backoff, or terminates it.
+func (b *Bus) handle(ctx context.Context, durable string, msg jetstream.Msg, fn func(context.Context, model.Event) error) {
+	ev, md, ok := b.decode(msg)
+	if !ok {
+		_ = msg.Term() // retrying cannot fix a malformed message
+		return
+	}
+	err := fn(ctx, ev)
+	if err == nil {
+		if err := msg.Ack(); err != nil {
+			b.log.Warn("ack event", "durable", durable, "seq", ev.Seq, "err", err)
+		}
+		return
+	}
+	n := int(md.NumDelivered)
+	if n >= maxDeliver {
+		b.log.Error("event handler failed, giving up", "durable", durable, "seq", ev.Seq, "id", ev.ID, "type", ev.Type, "attempts", n, "err", err)
+		_ = msg.Term()
+		return
+	}
+	delay := b.cfg.RetryBackoff[min(n, len(b.cfg.RetryBackoff))-1]
+	b.log.Warn("event handler failed, will retry", "durable", durable, "seq", ev.Seq, "id", ev.ID, "type", ev.Type, "attempt", n, "retry_in", delay, "err", err)
+	if err := msg.NakWithDelay(delay); err != nil {
+		b.log.Warn("nak event", "durable", durable, "seq", ev.Seq, "err", err)
+	}
+}
+
+// decode parses a stored event and sets its Seq from the stream sequence.
+func (b *Bus) decode(msg jetstream.Msg) (model.Event, *jetstream.MsgMetadata, bool) {
+	var ev model.Event
+	md, err := msg.Metadata()
+	if err != nil {
+		b.log.Error("event without JetStream metadata", "subject", msg.Subject(), "err", err)
+		return ev, nil, false
+	}
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		b.log.Error("undecodable event skipped", "subject", msg.Subject(), "seq", md.Sequence.Stream, "err", err)
+		return ev, md, false
+	}
+	ev.Seq = md.Sequence.Stream
+	return ev, md, true
+}
+
+// runCtx derives a context that ends with ctx or with the bus.
+func (b *Bus) runCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(b.ctx, cancel)
+	return ctx, func() { unhook(); cancel() }
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
