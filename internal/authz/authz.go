@@ -25,7 +25,7 @@ const (
 	ProductsWrite   Permission = "products:write"
 	DevicesRead     Permission = "devices:read"
 	DevicesWrite    Permission = "devices:write"
-	DevicesLifecyle Permission = "devices:lifecycle"
+	DevicesLifecycle Permission = "devices:lifecycle"
 	GroupsRead      Permission = "groups:read"
 	GroupsWrite     Permission = "groups:write"
 	KeysRead        Permission = "keys:read"
@@ -38,9 +38,9 @@ const (
 
 // grants is the whole role table. Platform admins hold everything.
 var grants = map[model.Role][]Permission{
-	model.RoleTenantAdmin: {TenantsRead, ProductsRead, ProductsWrite, DevicesRead, DevicesWrite, DevicesLifecyle,
+	model.RoleTenantAdmin: {TenantsRead, ProductsRead, ProductsWrite, DevicesRead, DevicesWrite, DevicesLifecycle,
 		GroupsRead, GroupsWrite, KeysRead, KeysWrite, AuditRead, WebhooksRead, WebhooksWrite, EventsRead},
-	model.RoleOperator: {TenantsRead, ProductsRead, DevicesRead, DevicesWrite, DevicesLifecyle, GroupsRead,
+	model.RoleOperator: {TenantsRead, ProductsRead, DevicesRead, DevicesWrite, DevicesLifecycle, GroupsRead,
 		GroupsWrite, AuditRead, WebhooksRead, EventsRead},
 	model.RoleViewer: {TenantsRead, ProductsRead, DevicesRead, GroupsRead, AuditRead, WebhooksRead, EventsRead},
 	model.RoleVendor: {TenantsRead, ProductsRead, ProductsWrite, DevicesRead, DevicesWrite, GroupsRead, EventsRead},

@@ -42,7 +42,7 @@ type Service struct {
 
 // New returns a registry over st.
 func New(st store.Store) *Service {
-	return &Service{st: st, now: func() time.Time { return time.Now().UTC() }}
+	return &Service{st: st, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 }
 
 // Store exposes the store for reads that need no domain logic.

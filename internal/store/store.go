@@ -25,6 +25,8 @@ var (
 	ErrConflict = errors.New("already exists")
 	// ErrStale: the row changed since it was read (version or state moved on).
 	ErrStale = errors.New("changed concurrently")
+	// ErrBadQuery: a fleet query or sort that cannot be run as asked.
+	ErrBadQuery = errors.New("invalid query")
 	// ErrBadCursor: a pagination cursor that this store did not issue.
 	ErrBadCursor = errors.New("invalid pagination cursor")
 )

@@ -67,7 +67,7 @@ func sortColumn(f model.SortField) (col string, numeric bool) {
 // into membership (static) or its stored query (dynamic).
 func (r reader) filter(ctx context.Context, tenantID string, q model.DeviceQuery, depth int) ([]string, []any, error) {
 	if err := q.Validate(); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: %v", store.ErrBadQuery, err)
 	}
 	var where []string
 	var args []any
@@ -129,7 +129,7 @@ func (r reader) filter(ctx context.Context, tenantID string, q model.DeviceQuery
 			add("d.id IN (SELECT device_id FROM group_members WHERE tenant_id = ? AND group_id = ?)", tenantID, g.ID)
 		case model.GroupDynamic:
 			if depth > 0 || g.Query == nil {
-				return nil, nil, fmt.Errorf("dynamic group %s cannot refer to another group", g.ID)
+				return nil, nil, fmt.Errorf("%w: dynamic group %s cannot refer to another group", store.ErrBadQuery, g.ID)
 			}
 			w, a, err := r.filter(ctx, tenantID, *g.Query, depth+1)
 			if err != nil {
@@ -147,7 +147,7 @@ func (r reader) QueryDevices(ctx context.Context, tenantID string, q model.Devic
 		p.Sort = model.SortID
 	}
 	if !p.Sort.Valid() {
-		return nil, "", fmt.Errorf("cannot sort by %q", p.Sort)
+		return nil, "", fmt.Errorf("%w: cannot sort by %q", store.ErrBadQuery, p.Sort)
 	}
 	c, err := decodeCursor(p.Cursor)
 	if err != nil {
