@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 say() { printf '==> %s\n' "$*"; }
 
 # Debian packages the tests use (third-party peers and tools).
-PACKAGES=(mosquitto-clients)
+PACKAGES=(mosquitto-clients jq)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
