@@ -100,7 +100,9 @@ func (v *Verifier) Add(r *model.AuditRecord) error {
 // catches records removed from the end.
 func (v *Verifier) Finish(headSeq int64, headHash []byte) error {
 	if headSeq != v.next-1 {
-		return &BrokenError{TenantID: v.tenant, Seq: v.next,
+		// Records missing from the end break at the first missing one;
+		// records beyond the head break at the first one past it.
+		return &BrokenError{TenantID: v.tenant, Seq: min(headSeq, v.next-1) + 1,
 			Reason: fmt.Sprintf("chain head says %d records but %d were found", headSeq, v.next-1)}
 	}
 	if headSeq > 0 && !bytes.Equal(headHash, v.prev) {

@@ -61,12 +61,13 @@ func (r reader) ListAudit(ctx context.Context, tenantID string, afterSeq int64, 
 	for rows.Next() {
 		var a model.AuditRecord
 		var at int64
-		if err := rows.Scan(&a.TenantID, &a.Seq, &at, &a.Actor, &a.Action, &a.Target, &a.Summary, &a.PrevHash, &a.Hash); err != nil {
+		var summary []byte // NULL when there is none; database/sql cannot scan NULL into a json.RawMessage
+		if err := rows.Scan(&a.TenantID, &a.Seq, &at, &a.Actor, &a.Action, &a.Target, &summary, &a.PrevHash, &a.Hash); err != nil {
 			return nil, err
 		}
 		a.Time = fromMicro(at)
-		if len(a.Summary) == 0 {
-			a.Summary = nil
+		if len(summary) > 0 {
+			a.Summary = summary
 		}
 		out = append(out, a)
 	}

@@ -86,6 +86,10 @@ func (t *tx) DeleteGroup(ctx context.Context, tenantID, id string) error {
 }
 
 func (t *tx) AddGroupMembers(ctx context.Context, tenantID, groupID string, deviceIDs []string) error {
+	// The foreign key only checks that the group exists in some tenant.
+	if _, err := t.GetGroup(ctx, tenantID, groupID); err != nil {
+		return fmt.Errorf("group %s: %w", groupID, err)
+	}
 	for _, id := range deviceIDs {
 		// The tenant is checked on the device row itself, not trusted from
 		// the caller: a device of another tenant is simply not found.

@@ -17,6 +17,9 @@ const staleReservation = time.Minute
 // used before (finished: replay it; unfinished: the first request is still
 // running).
 func (db *DB) ReserveIdempotency(ctx context.Context, r *store.IdempotencyRecord) (*store.IdempotencyRecord, error) {
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = time.Now().UTC()
+	}
 	var existing *store.IdempotencyRecord
 	err := db.Update(ctx, func(st store.Tx) error {
 		t := st.(*tx)

@@ -79,6 +79,10 @@ func (t *tx) UpdateProduct(ctx context.Context, p *model.Product) error {
 }
 
 func (t *tx) DeleteProduct(ctx context.Context, tenantID, id string) error {
+	// Another tenant's product is not found, rather than "in use".
+	if _, err := t.GetProduct(ctx, tenantID, id); err != nil {
+		return err
+	}
 	var n int
 	if err := t.row(ctx, `SELECT COUNT(*) FROM devices WHERE product_id = ?`, id).Scan(&n); err != nil {
 		return err
