@@ -130,7 +130,11 @@ func printBanner(w io.Writer, srv *platform.Server) {
 	if srv.AdminKeyPath != "" {
 		fmt.Fprint(w, "   (created now)")
 	}
-	fmt.Fprintf(w, "\n\nTry:  curl -H \"Authorization: Bearer $(cat %s)\" %s/api/v1/tenants\n\n", keyFile, u)
+	ca := ""
+	if srv.Config.TLS() && srv.Config.HTTP.CertFile == "" {
+		ca = "--cacert " + filepath.Join(srv.Config.DataDir, "tls", "server.crt") + " "
+	}
+	fmt.Fprintf(w, "\n\nTry:  curl %s-H \"Authorization: Bearer $(cat %s)\" %s/api/v1/tenants\n\n", ca, keyFile, u)
 }
 
 func busKind(srv *platform.Server) string {
