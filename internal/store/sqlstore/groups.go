@@ -34,30 +34,8 @@ func (r reader) GetGroup(ctx context.Context, tenantID, id string) (*model.Group
 }
 
 func (r reader) ListGroups(ctx context.Context, tenantID string, o ListOptions) ([]model.Group, string, error) {
-	c, err := decodeCursor(o.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	limit := clampLimit(o.Limit, 100, 1000)
-	after := ""
-	if c != nil {
-		after = c.I
-	}
-	rows, err := r.query(ctx, `SELECT `+groupCols+` FROM device_groups WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
-		tenantID, after, limit+1)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []model.Group
-	for rows.Next() {
-		g, err := scanGroup(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *g)
-	}
-	return pageOut(out, limit, func(g model.Group) string { return g.ID }, rows)
+	return listByID(ctx, r, groupCols, "device_groups", "tenant_id = ?", []any{tenantID}, o, scanGroup,
+		func(v model.Group) string { return v.ID })
 }
 
 func (t *tx) CreateGroup(ctx context.Context, g *model.Group) error {

@@ -32,30 +32,8 @@ func (r reader) GetAPIKey(ctx context.Context, tenantID, id string) (*model.APIK
 }
 
 func (r reader) ListAPIKeys(ctx context.Context, tenantID string, o ListOptions) ([]model.APIKey, string, error) {
-	c, err := decodeCursor(o.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	limit := clampLimit(o.Limit, 100, 1000)
-	after := ""
-	if c != nil {
-		after = c.I
-	}
-	rows, err := r.query(ctx, `SELECT `+keyCols+` FROM api_keys WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
-		tenantID, after, limit+1)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []model.APIKey
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *k)
-	}
-	return pageOut(out, limit, func(k model.APIKey) string { return k.ID }, rows)
+	return listByID(ctx, r, keyCols, "api_keys", "tenant_id = ?", []any{tenantID}, o, scanKey,
+		func(v model.APIKey) string { return v.ID })
 }
 
 func (t *tx) CreateAPIKey(ctx context.Context, k *model.APIKey) error {

@@ -31,30 +31,8 @@ func (r reader) GetProduct(ctx context.Context, tenantID, id string) (*model.Pro
 }
 
 func (r reader) ListProducts(ctx context.Context, tenantID string, o ListOptions) ([]model.Product, string, error) {
-	c, err := decodeCursor(o.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	limit := clampLimit(o.Limit, 100, 1000)
-	after := ""
-	if c != nil {
-		after = c.I
-	}
-	rows, err := r.query(ctx, `SELECT `+productCols+` FROM products WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
-		tenantID, after, limit+1)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []model.Product
-	for rows.Next() {
-		p, err := scanProduct(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *p)
-	}
-	return pageOut(out, limit, func(p model.Product) string { return p.ID }, rows)
+	return listByID(ctx, r, productCols, "products", "tenant_id = ?", []any{tenantID}, o, scanProduct,
+		func(v model.Product) string { return v.ID })
 }
 
 func productConflict(p *model.Product) string {

@@ -8,18 +8,36 @@ import (
 )
 
 func (r reader) GetTenant(ctx context.Context, id string) (*model.Tenant, error) {
+	t, err := scanTenant(r.row(ctx, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, id))
+	return t, mapErr(err, "")
+}
+
+func (r reader) ListTenants(ctx context.Context, o ListOptions) ([]model.Tenant, string, error) {
+	return listByID(ctx, r, tenantCols, "tenants", "", nil, o, scanTenant, func(t model.Tenant) string { return t.ID })
+}
+
+const tenantCols = `id, name, kind, created_at`
+
+func scanTenant(s scanner) (*model.Tenant, error) {
 	var t model.Tenant
 	var created int64
-	err := r.row(ctx, `SELECT id, name, kind, created_at FROM tenants WHERE id = ?`, id).
-		Scan(&t.ID, &t.Name, &t.Kind, &created)
-	if err != nil {
-		return nil, mapErr(err, "")
+	if err := s.Scan(&t.ID, &t.Name, &t.Kind, &created); err != nil {
+		return nil, err
 	}
 	t.CreatedAt = fromMicro(created)
 	return &t, nil
 }
 
-func (r reader) ListTenants(ctx context.Context, o ListOptions) ([]model.Tenant, string, error) {
+func (t *tx) CreateTenant(ctx context.Context, tn *model.Tenant) error {
+	_, err := t.exec(ctx, `INSERT INTO tenants (id, name, kind, created_at) VALUES (?, ?, ?, ?)`,
+		tn.ID, tn.Name, string(tn.Kind), toMicro(tn.CreatedAt))
+	return mapErr(err, "tenant named "+quote(tn.Name))
+}
+
+// listByID reads one keyset page of a table ordered by id: the rows
+// after the cursor's ID that match where (which must scope the tenant).
+func listByID[T any](ctx context.Context, r reader, cols, table, where string, args []any, o ListOptions,
+	scan func(scanner) (*T, error), id func(T) string) ([]T, string, error) {
 	c, err := decodeCursor(o.Cursor)
 	if err != nil {
 		return nil, "", err
@@ -29,28 +47,24 @@ func (r reader) ListTenants(ctx context.Context, o ListOptions) ([]model.Tenant,
 	if c != nil {
 		after = c.I
 	}
-	rows, err := r.query(ctx, `SELECT id, name, kind, created_at FROM tenants WHERE id > ? ORDER BY id LIMIT ?`, after, limit+1)
+	if where != "" {
+		where += " AND "
+	}
+	rows, err := r.query(ctx, `SELECT `+cols+` FROM `+table+` WHERE `+where+`id > ? ORDER BY id LIMIT ?`,
+		append(args, after, limit+1)...)
 	if err != nil {
 		return nil, "", err
 	}
 	defer rows.Close()
-	var out []model.Tenant
+	var out []T
 	for rows.Next() {
-		var t model.Tenant
-		var created int64
-		if err := rows.Scan(&t.ID, &t.Name, &t.Kind, &created); err != nil {
+		v, err := scan(rows)
+		if err != nil {
 			return nil, "", err
 		}
-		t.CreatedAt = fromMicro(created)
-		out = append(out, t)
+		out = append(out, *v)
 	}
-	return pageOut(out, limit, func(t model.Tenant) string { return t.ID }, rows)
-}
-
-func (t *tx) CreateTenant(ctx context.Context, tn *model.Tenant) error {
-	_, err := t.exec(ctx, `INSERT INTO tenants (id, name, kind, created_at) VALUES (?, ?, ?, ?)`,
-		tn.ID, tn.Name, string(tn.Kind), toMicro(tn.CreatedAt))
-	return mapErr(err, "tenant named "+quote(tn.Name))
+	return pageOut(out, limit, id, rows)
 }
 
 // pageOut trims the extra row fetched to learn whether a next page exists
