@@ -31,7 +31,7 @@ Then drive it from another terminal (the admin key is read from ./steward-data):
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serverCmd(), versionCmd(), migrateCmd(), auditCmd(),
+	root.AddCommand(serverCmd(), versionCmd(), migrateCmd(), auditCmd(), backupCmd(), restoreCmd(),
 		tenantCmd(), productCmd(), deviceCmd(), apiKeyCmd())
 	if err := root.Execute(); err != nil {
 		var p *client.Problem
