@@ -89,16 +89,22 @@ func (s *Service) CreateTenant(ctx context.Context, p *authz.Principal, name str
 		return nil, invalid("kind", "%q is not a tenant kind; use enterprise, household or vendor", kind)
 	}
 	t := &model.Tenant{ID: ids.New("ten"), Name: name, Kind: kind, CreatedAt: s.now()}
-	err := s.change(ctx, "", model.AuditEntry{Actor: p.Actor(), Action: "tenant.create", Target: t.ID, Summary: t},
-		"", "", nil, func(tx store.Tx) error { return tx.CreateTenant(ctx, t) })
+	entry := model.AuditEntry{Actor: p.Actor(), Action: "tenant.create", Target: t.ID, Summary: t}
+	// One transaction: the platform chain records the creation, and the
+	// tenant's own chain starts with it, so its trail is complete on its own.
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.CreateTenant(ctx, t); err != nil {
+			return err
+		}
+		if _, err := tx.Audit(ctx, "", entry); err != nil {
+			return fmt.Errorf("writing the audit record: %w", err)
+		}
+		return s.auditEmit(ctx, tx, t.ID, entry, "tenant.created", t.ID, t)
+	})
 	if err != nil {
 		return nil, err
 	}
-	// The tenant's own chain starts with its creation, so its trail is
-	// complete on its own.
-	err = s.change(ctx, t.ID, model.AuditEntry{Actor: p.Actor(), Action: "tenant.create", Target: t.ID, Summary: t},
-		"tenant.created", t.ID, func() any { return t }, func(store.Tx) error { return nil })
-	return t, err
+	return t, nil
 }
 
 // ---- products ----
