@@ -59,8 +59,9 @@ type DB interface {
 type Progress func(table string, rows int64)
 
 // skip holds tables that are not data: the migration bookkeeping is
-// recreated by the target's own migrations.
-var skip = map[string]bool{"schema_migrations": true}
+// recreated by the target's own migrations, and the per-state device
+// counters are rebuilt by their triggers as devices are restored.
+var skip = map[string]bool{"schema_migrations": true, "device_state_counts": true}
 
 // Write snapshots db into w.
 func Write(ctx context.Context, db DB, w io.Writer, progress Progress) (*Header, error) {

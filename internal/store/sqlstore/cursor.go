@@ -15,6 +15,8 @@ type cursor struct {
 	N int64  `json:"n,omitempty"` // sort key (numeric form)
 	I string `json:"i"`           // row ID
 	S string `json:"s,omitempty"` // sort field the cursor belongs to
+	D bool   `json:"d,omitempty"` // descending order
+	T string `json:"t,omitempty"` // the list (table) the cursor belongs to
 }
 
 func encodeCursor(c cursor) string {
@@ -38,4 +40,17 @@ func decodeCursor(s string) (*cursor, error) {
 		return nil, store.ErrBadCursor
 	}
 	return &c, nil
+}
+
+// decodeCursorOf decodes a cursor and checks that it was made by the list
+// named kind, so a cursor of one list is not silently used on another.
+func decodeCursorOf(s, kind string) (*cursor, error) {
+	c, err := decodeCursor(s)
+	if err != nil || c == nil {
+		return c, err
+	}
+	if c.T != kind {
+		return nil, store.ErrBadCursor
+	}
+	return c, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,11 +87,8 @@ func (r reader) filter(ctx context.Context, tenantID string, q model.DeviceQuery
 		}
 		add("d.state IN ("+ph+")", a...)
 	}
-	for _, tag := range q.Tags {
-		add("d.id IN (SELECT device_id FROM device_tags WHERE tenant_id = ? AND tag = ?)", tenantID, tag)
-	}
-	for _, k := range slices.Sorted(maps.Keys(q.Attrs)) {
-		add("d.id IN (SELECT device_id FROM device_attrs WHERE tenant_id = ? AND key = ? AND value = ?)", tenantID, k, q.Attrs[k])
+	if err := r.setFilters(ctx, tenantID, q, add); err != nil {
+		return nil, nil, err
 	}
 	if q.FirmwareVersion != "" {
 		add("d.fw_version = ?", q.FirmwareVersion)
@@ -149,11 +147,11 @@ func (r reader) QueryDevices(ctx context.Context, tenantID string, q model.Devic
 	if !p.Sort.Valid() {
 		return nil, "", fmt.Errorf("%w: cannot sort by %q", store.ErrBadQuery, p.Sort)
 	}
-	c, err := decodeCursor(p.Cursor)
+	c, err := decodeCursorOf(p.Cursor, "devices")
 	if err != nil {
 		return nil, "", err
 	}
-	if c != nil && c.S != string(p.Sort) {
+	if c != nil && (c.S != string(p.Sort) || c.D != p.Desc) {
 		return nil, "", store.ErrBadCursor
 	}
 	where, args, err := r.filter(ctx, tenantID, q, 0)
@@ -211,7 +209,7 @@ func (r reader) QueryDevices(ctx context.Context, tenantID string, q model.Devic
 	}
 	out = out[:limit]
 	last := out[limit-1]
-	next := cursor{I: last.ID, S: string(p.Sort)}
+	next := cursor{I: last.ID, S: string(p.Sort), D: p.Desc, T: "devices"}
 	switch p.Sort {
 	case model.SortSerial:
 		next.K = last.Serial
@@ -246,7 +244,8 @@ func (r reader) CountDevices(ctx context.Context, tenantID string, q model.Devic
 }
 
 func (r reader) CountDevicesByState(ctx context.Context, tenantID string) (map[model.State]int64, error) {
-	rows, err := r.query(ctx, `SELECT state, COUNT(*) FROM devices WHERE tenant_id = ? GROUP BY state`, tenantID)
+	// Kept by triggers (migration 0005), so the summary is 8 rows, not a count.
+	rows, err := r.query(ctx, `SELECT state, n FROM device_state_counts WHERE tenant_id = ? AND n <> 0`, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +263,7 @@ func (r reader) CountDevicesByState(ctx context.Context, tenantID string) (map[m
 }
 
 func (r reader) ListTransitions(ctx context.Context, tenantID, deviceID string, o ListOptions) ([]model.Transition, string, error) {
-	c, err := decodeCursor(o.Cursor)
+	c, err := decodeCursorOf(o.Cursor, "transitions")
 	if err != nil {
 		return nil, "", err
 	}
@@ -296,7 +295,7 @@ func (r reader) ListTransitions(ctx context.Context, tenantID, deviceID string, 
 		return out, "", nil
 	}
 	out = out[:limit]
-	return out, encodeCursor(cursor{I: "t", N: out[limit-1].ID}), nil
+	return out, encodeCursor(cursor{I: "t", N: out[limit-1].ID, T: "transitions"}), nil
 }
 
 func deviceJSON(d *model.Device) (tags, attrs string, fwKey string, err error) {
@@ -420,6 +419,57 @@ func (db *DB) TouchDevice(ctx context.Context, tenantID, id string, at time.Time
 	if n, _ := res.RowsAffected(); n == 0 {
 		if _, err := db.GetDevice(ctx, tenantID, id); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// drivingRows: a tag or attribute value carried by at most this many
+// devices drives the query (its index rows are read and the devices looked
+// up by ID); every other one is checked per candidate device with EXISTS,
+// which costs the same however common the value is. As IN lists, SQLite
+// would materialise every list on every page (277,000 IDs for a tag on a
+// third of a million-device fleet).
+const drivingRows = 10_000
+
+func (r reader) setFilters(ctx context.Context, tenantID string, q model.DeviceQuery, add func(string, ...any)) error {
+	type set struct {
+		rows string // FROM … WHERE … of the index table
+		args []any
+	}
+	var sets []set
+	for _, tag := range q.Tags {
+		sets = append(sets, set{"device_tags WHERE tenant_id = ? AND tag = ?", []any{tenantID, tag}})
+	}
+	for _, k := range slices.Sorted(maps.Keys(q.Attrs)) {
+		sets = append(sets, set{"device_attrs WHERE tenant_id = ? AND key = ? AND value = ?", []any{tenantID, k, q.Attrs[k]}})
+	}
+	driver, fewest := -1, drivingRows+1
+	// PostgreSQL plans IN and EXISTS alike as semi-joins with real
+	// statistics; only SQLite needs the probes.
+	if r.d == postgresDialect {
+		for _, s := range sets {
+			add("d.id IN (SELECT device_id FROM "+s.rows+")", s.args...)
+		}
+		return nil
+	}
+	for i, s := range sets {
+		var n int
+		// Bounded: reads at most drivingRows+1 index entries.
+		err := r.row(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM `+s.rows+` LIMIT `+strconv.Itoa(drivingRows+1)+`) c`,
+			s.args...).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n < fewest {
+			driver, fewest = i, n
+		}
+	}
+	for i, s := range sets {
+		if i == driver {
+			add("d.id IN (SELECT device_id FROM "+s.rows+")", s.args...)
+		} else {
+			add("EXISTS (SELECT 1 FROM "+s.rows+" AND device_id = d.id)", s.args...)
 		}
 	}
 	return nil

@@ -38,7 +38,7 @@ func (t *tx) CreateTenant(ctx context.Context, tn *model.Tenant) error {
 // after the cursor's ID that match where (which must scope the tenant).
 func listByID[T any](ctx context.Context, r reader, cols, table, where string, args []any, o ListOptions,
 	scan func(scanner) (*T, error), id func(T) string) ([]T, string, error) {
-	c, err := decodeCursor(o.Cursor)
+	c, err := decodeCursorOf(o.Cursor, table)
 	if err != nil {
 		return nil, "", err
 	}
@@ -64,7 +64,11 @@ func listByID[T any](ctx context.Context, r reader, cols, table, where string, a
 		}
 		out = append(out, *v)
 	}
-	return pageOut(out, limit, id, rows)
+	out, next, err := pageOut(out, limit, id, rows)
+	if next != "" {
+		next = encodeCursor(cursor{I: id(out[len(out)-1]), T: table})
+	}
+	return out, next, err
 }
 
 // pageOut trims the extra row fetched to learn whether a next page exists

@@ -85,7 +85,7 @@ func scanDelivery(s scanner) (*model.WebhookDelivery, error) {
 }
 
 func (r reader) ListDeliveries(ctx context.Context, tenantID, webhookID string, o ListOptions) ([]model.WebhookDelivery, string, error) {
-	c, err := decodeCursor(o.Cursor)
+	c, err := decodeCursorOf(o.Cursor, "deliveries")
 	if err != nil {
 		return nil, "", err
 	}
@@ -116,7 +116,7 @@ func (r reader) ListDeliveries(ctx context.Context, tenantID, webhookID string, 
 		return out, "", nil
 	}
 	out = out[:limit]
-	return out, encodeCursor(cursor{I: "w", N: out[limit-1].ID}), nil
+	return out, encodeCursor(cursor{I: "w", N: out[limit-1].ID, T: "deliveries"}), nil
 }
 
 // EnqueueDeliveries records pending deliveries; an event already queued for
