@@ -33,6 +33,8 @@ Then drive it from another terminal (the admin key is read from ./steward-data):
 	}
 	root.AddCommand(serverCmd(), versionCmd(), migrateCmd(), auditCmd(), backupCmd(), restoreCmd(),
 		tenantCmd(), productCmd(), deviceCmd(), apiKeyCmd())
+	root.AddCommand(identityCmds(root)...) // identity.go
+	root.AddCommand(securityCmds()...)     // security.go
 	if err := root.Execute(); err != nil {
 		var p *client.Problem
 		if errors.As(err, &p) {

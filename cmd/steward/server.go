@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/steward-iot/steward/internal/broker"
 	"github.com/steward-iot/steward/internal/config"
 	"github.com/steward-iot/steward/internal/platform"
 )
@@ -125,7 +126,21 @@ func printBanner(w io.Writer, srv *platform.Server) {
 	u := srv.URL()
 	keyFile := filepath.Join(srv.Config.DataDir, platform.AdminKeyFile)
 	fmt.Fprintf(w, "\nSteward %s is running (store: %s, bus: %s)\n\n", version, srv.Store.Backend(), busKind(srv))
+	fmt.Fprintf(w, "  Dashboard  %s/\n", u)
+	if srv.Config.Dev {
+		fmt.Fprintf(w, "  Sign in    %s", filepath.Join(srv.Config.DataDir, platform.AdminCredentialsFile))
+		if srv.AdminCredentialsPath != "" {
+			fmt.Fprint(w, "   (created now)")
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  API        %s/api/v1   (docs: %s/api/v1/docs)\n", u, u)
+	if e := srv.ESTURL(); e != "" {
+		fmt.Fprintf(w, "  Enroll     %s/.well-known/est   (CA sha256 %s)\n", e, srv.Identity.CA().Fingerprint())
+	}
+	if m := srv.MQTTAddr(broker.ListenerCert); m != "" {
+		fmt.Fprintf(w, "  MQTT       mqtts://%s   (device certificates; topics in docs/protocol.md)\n", m)
+	}
 	fmt.Fprintf(w, "  Admin key  %s", keyFile)
 	if srv.AdminKeyPath != "" {
 		fmt.Fprint(w, "   (created now)")

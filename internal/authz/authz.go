@@ -34,12 +34,15 @@ const (
 	WebhooksRead    Permission = "webhooks:read"
 	WebhooksWrite   Permission = "webhooks:write"
 	EventsRead      Permission = "events:read"
+	UsersRead       Permission = "users:read"
+	UsersWrite      Permission = "users:write"
 )
 
 // grants is the whole role table. Platform admins hold everything.
 var grants = map[model.Role][]Permission{
 	model.RoleTenantAdmin: {TenantsRead, ProductsRead, ProductsWrite, DevicesRead, DevicesWrite, DevicesLifecycle,
-		GroupsRead, GroupsWrite, KeysRead, KeysWrite, AuditRead, WebhooksRead, WebhooksWrite, EventsRead},
+		GroupsRead, GroupsWrite, KeysRead, KeysWrite, AuditRead, WebhooksRead, WebhooksWrite, EventsRead,
+		UsersRead, UsersWrite},
 	model.RoleOperator: {TenantsRead, ProductsRead, DevicesRead, DevicesWrite, DevicesLifecycle, GroupsRead,
 		GroupsWrite, AuditRead, WebhooksRead, EventsRead},
 	model.RoleViewer: {TenantsRead, ProductsRead, DevicesRead, GroupsRead, AuditRead, WebhooksRead, EventsRead},
@@ -70,6 +73,7 @@ func Grants(r model.Role) []Permission {
 // Principal is who a request acts as.
 type Principal struct {
 	KeyID    string
+	UserID   string // set when a signed-in user (dashboard session) acts
 	TenantID string // the tenant the request acts in ("" for platform-wide calls)
 	Role     model.Role
 	Name     string
@@ -79,6 +83,9 @@ type Principal struct {
 func (p *Principal) Actor() string {
 	if p == nil {
 		return "system"
+	}
+	if p.UserID != "" {
+		return "user:" + p.UserID
 	}
 	return "key:" + p.KeyID
 }

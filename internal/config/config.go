@@ -45,6 +45,14 @@ type Config struct {
 		// AllowHTTP permits http:// endpoints (always on in dev mode).
 		AllowHTTP bool `yaml:"allow_http" env:"STEWARD_WEBHOOKS_ALLOW_HTTP"`
 	} `yaml:"webhooks"`
+	// PKI and EST: the device CA and the enrollment listener (identity.go).
+	PKI PKIConfig `yaml:"pki"`
+	EST ESTConfig `yaml:"est"`
+	// MQTT and Telemetry: the device broker and measurements (mqtt.go).
+	MQTT      MQTTConfig      `yaml:"mqtt"`
+	Telemetry TelemetryConfig `yaml:"telemetry"`
+	// Security: audit check schedule (security.go).
+	Security SecurityConfig `yaml:"security"`
 }
 
 // HTTPConfig is the API and dashboard listener.
@@ -71,6 +79,7 @@ func Default() Config {
 	c.Bus.Prefix = "steward"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	c.PKI.DeviceCertValidity = 90 * 24 * time.Hour
 	return c
 }
 
@@ -141,6 +150,18 @@ func setValue(v reflect.Value, s string) error {
 			return fmt.Errorf("%q is not a duration such as 15s", s)
 		}
 		v.SetInt(int64(d))
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", s)
+		}
+		v.SetInt(int64(n))
+	case float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		v.SetFloat(f)
 	default:
 		return fmt.Errorf("unsupported type %s", v.Type())
 	}
@@ -208,7 +229,13 @@ func (c *Config) Validate() error {
 	if c.HTTP.PublicURL != "" && !strings.HasPrefix(c.HTTP.PublicURL, "http://") && !strings.HasPrefix(c.HTTP.PublicURL, "https://") {
 		return &FieldError{"http.public_url", "must start with http:// or https://"}
 	}
-	return nil
+	if err := c.validateIdentity(); err != nil {
+		return err
+	}
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
+	return c.validateConnectivity()
 }
 
 // TLS reports whether the listener serves HTTPS.

@@ -145,6 +145,17 @@ func (in *deviceListIn) query() (model.DeviceQuery, error) {
 		}
 		*t.dst = &v
 	}
+	// Name the parameter at fault, not "query" as a whole.
+	for _, v := range []struct{ name, val string }{{"min_version", in.MinVersion}, {"max_version", in.MaxVersion}} {
+		if _, err := model.VersionKey(v.val); v.val != "" && err != nil {
+			return q, bad(v.name, err.Error())
+		}
+	}
+	for _, tag := range in.Tag {
+		if err := model.ValidTag(tag); err != nil {
+			return q, bad("tag", err.Error())
+		}
+	}
 	if err := q.Validate(); err != nil {
 		return q, bad("query", err.Error())
 	}

@@ -57,6 +57,10 @@ func (a *API) stream(hctx huma.Context, tenant string, after uint64) {
 	_, w := humachi.Unwrap(hctx)
 	ctx, cancel := context.WithCancel(hctx.Context())
 	defer cancel()
+	// Streams never finish on their own: end them when the server shuts
+	// down so a graceful stop does not wait for its timeout.
+	stopOnClose := context.AfterFunc(a.streams, cancel)
+	defer stopOnClose()
 	ch := make(chan model.Event, 256)
 	stop, err := a.Bus.SubscribeEvents(ctx, tenant, after, func(ev model.Event) {
 		select {
@@ -106,3 +110,7 @@ func (a *API) stream(hctx huma.Context, tenant string, after uint64) {
 		}
 	}
 }
+
+// CloseStreams ends every open event stream; the server calls it when a
+// graceful shutdown begins.
+func (a *API) CloseStreams() { a.closeStreams() }

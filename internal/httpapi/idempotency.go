@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -71,6 +72,17 @@ func (a *API) idempotency(next http.Handler) http.Handler {
 		h.Write(body)
 		rec := &store.IdempotencyRecord{Scope: p.KeyID, Key: key, RequestHash: h.Sum(nil), CreatedAt: now()}
 		prev, err := a.Store.ReserveIdempotency(r.Context(), rec)
+		if errors.Is(err, store.ErrConflict) {
+			// Two first uses of the key raced (PostgreSQL: both found no
+			// row, the other insert won). The key is taken now: look again
+			// to replay, refuse or report it as in progress.
+			prev, err = a.Store.ReserveIdempotency(r.Context(), rec)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			writeProblem(w, r, http.StatusConflict,
+				"a request with "+IdempotencyHeader+" "+strconv.Quote(key)+" is still being processed; retry shortly")
+			return
+		}
 		if err != nil {
 			logFrom(r.Context()).Error("idempotency reserve", "err", err)
 			writeProblem(w, r, http.StatusInternalServerError, "internal error (request id "+requestID(r.Context())+")")

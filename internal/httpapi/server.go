@@ -24,6 +24,7 @@ import (
 
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/bus"
+	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/registry"
 	"github.com/steward-iot/steward/internal/store"
 )
@@ -43,6 +44,12 @@ type Deps struct {
 	// AllowHTTPWebhooks permits http:// webhook URLs (dev mode, tests).
 	AllowHTTPWebhooks bool
 	Version           string
+	// Identity is the device PKI (manufacturer CAs, claims, tokens, certificates).
+	Identity *identity.Service
+	// Connectivity: twins, commands, telemetry (twin.go).
+	Connectivity Connectivity
+	// Security: vulnerabilities, network policy, findings (findings.go).
+	Security Security
 }
 
 // API is the mounted REST API.
@@ -51,6 +58,9 @@ type API struct {
 	huma    huma.API
 	router  chi.Router
 	metrics *httpMetrics
+	// streams is cancelled when the server shuts down (see CloseStreams).
+	streams      context.Context
+	closeStreams context.CancelFunc
 }
 
 // New builds the handler for the whole HTTP surface of the API.
@@ -62,6 +72,7 @@ func New(d Deps) *API {
 		d.Metrics = prometheus.NewRegistry()
 	}
 	a := &API{Deps: d, router: chi.NewRouter(), metrics: newHTTPMetrics(d.Metrics)}
+	a.streams, a.closeStreams = context.WithCancel(context.Background())
 	a.router.Use(a.requestID, a.observe, a.recoverer, a.authenticate, a.idempotency)
 
 	cfg := huma.DefaultConfig("Steward API", d.Version)
@@ -88,6 +99,10 @@ func New(d Deps) *API {
 	a.routesAudit()
 	a.routesWebhooks()
 	a.routesEvents()
+	a.routesIdentity()
+	a.routesConnectivity()
+	a.routesUsers()
+	a.routesSecurity()
 	a.router.Handle("/metrics", promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{Registry: d.Metrics}))
 	return a
 }

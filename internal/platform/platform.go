@@ -49,6 +49,21 @@ type Server struct {
 	wg       sync.WaitGroup
 	// AdminKeyPath is set when this start created the first admin key.
 	AdminKeyPath string
+
+	identityParts // Identity, Authenticator, EST (identity.go)
+
+	connectivityParts // Broker, Twin, Commands, Telemetry (connectivity.go)
+
+	dashboardParts // Web, AdminCredentialsPath (dashboard.go)
+
+	securityParts // Vulns, Policy, Defender (security.go)
+
+	// WebhookBackoff and WebhookPoll tune the webhook dispatcher (retry
+	// delays and how often due deliveries are looked for). Zero values keep
+	// the dispatcher's defaults (webhook.Backoff, 1s). Set them before
+	// Start; tests use them to see retries within milliseconds.
+	WebhookBackoff []time.Duration
+	WebhookPoll    time.Duration
 }
 
 // New opens the store and the bus and builds the services; nothing listens
@@ -74,11 +89,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	}
 	s.Bus = b
 	s.Registry = registry.New(st)
+	if err := s.openIdentity(ctx); err != nil {
+		b.Close()
+		st.Close()
+		return nil, err
+	}
 	s.Relay = events.NewRelay(st, b, log.With("component", "relay"), 0)
+	s.openConnectivity()
+	s.openSecurity()
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.API = httpapi.New(httpapi.Deps{Registry: s.Registry, Store: st, Bus: b, Log: log, Metrics: metrics,
-		Version: version, AllowHTTPWebhooks: cfg.Dev || cfg.Webhooks.AllowHTTP, Ready: s.ready})
+		Version: version, AllowHTTPWebhooks: cfg.Dev || cfg.Webhooks.AllowHTTP, Ready: s.ready, Identity: s.Identity,
+		Connectivity: s.connectivityDeps(), Security: s.securityDeps()})
+	if err := s.openDashboard(); err != nil {
+		b.Close()
+		st.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -117,12 +145,23 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.Relay.Run(wctx) }()
 	go func() {
 		defer s.wg.Done()
-		d := &webhook.Dispatcher{St: s.Store, Bus: s.Bus, Log: s.Log.With("component", "webhooks")}
+		d := &webhook.Dispatcher{St: s.Store, Bus: s.Bus, Log: s.Log.With("component", "webhooks"),
+			Backoff: s.WebhookBackoff, Poll: s.WebhookPoll}
 		if err := d.Run(wctx); err != nil {
 			s.Log.Error("webhook dispatcher stopped", "err", err)
 		}
 	}()
 
+	if err := s.startIdentity(wctx); err != nil {
+		return err
+	}
+	if err := s.startDashboard(wctx); err != nil {
+		return err
+	}
+	if err := s.startConnectivity(wctx); err != nil {
+		return err
+	}
+	s.startSecurity(wctx)
 	ln, err := net.Listen("tcp", s.Config.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w (is another server running? change http.listen)", s.Config.HTTP.Listen, err)
@@ -130,6 +169,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.listener = ln
 	s.httpSrv = &http.Server{Handler: s.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn)}
+	s.httpSrv.RegisterOnShutdown(s.API.CloseStreams)
 	if s.Config.TLS() {
 		cert, err := s.tlsCertificate()
 		if err != nil {
@@ -175,11 +215,15 @@ func (s *Server) URL() string {
 // outbox and closes the bus and the store, in that order.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	s.stopDashboard()
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, s.stopConnectivity(ctx))
+	s.stopSecurity()
+	errs = append(errs, s.stopIdentity(ctx))
 	if s.cancel != nil {
 		s.cancel()
 		s.wg.Wait()

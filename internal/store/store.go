@@ -92,6 +92,15 @@ type Reader interface {
 	GetWebhook(ctx context.Context, tenantID, id string) (*model.Webhook, error)
 	ListWebhooks(ctx context.Context, tenantID string) ([]model.Webhook, error)
 	ListDeliveries(ctx context.Context, tenantID, webhookID string, o ListOptions) ([]model.WebhookDelivery, string, error)
+
+	UserReader // users.go
+	Overview   // overview.go
+
+	ConnectivityReader // connectivity.go
+
+	IdentityReader // identity.go
+
+	SecurityReader // security.go
 }
 
 // Tx is one transaction. Every change is made through a Tx, together with
@@ -124,6 +133,14 @@ type Tx interface {
 	CreateWebhook(ctx context.Context, w *model.Webhook) error
 	DeleteWebhook(ctx context.Context, tenantID, id string) error
 
+	UserWriter // users.go
+
+	ConnectivityWriter // connectivity.go
+
+	IdentityWriter // identity.go
+
+	SecurityWriter // security.go
+
 	// Audit appends to the tenant's hash chain ("" = platform chain).
 	Audit(ctx context.Context, tenantID string, e model.AuditEntry) (*model.AuditRecord, error)
 	// Emit puts an event into the outbox; it is published after commit.
@@ -133,6 +150,9 @@ type Tx interface {
 // Store is an open database.
 type Store interface {
 	Reader
+	Users // users and sessions (users.go)
+
+	Connectivity // telemetry and command sweeps (connectivity.go)
 
 	// Update runs fn in one transaction and commits when it returns nil.
 	Update(ctx context.Context, fn func(Tx) error) error

@@ -40,6 +40,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Webhooks", testWebhooks},
 		{"Deliveries", testDeliveries},
 		{"Idempotency", testIdempotency},
+		{"Identity", testIdentity}, // identity.go
+		{"Connectivity", testConnectivity},
+		{"Users", testUsers}, {"Sessions", testSessions}, {"Overview", testOverview}, // users.go
+		{"Security", testSecurity}, // security.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,309 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/steward-iot/steward/internal/commands"
+	"github.com/steward-iot/steward/internal/identity"
+	"github.com/steward-iot/steward/internal/ids"
+	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/twin"
+)
+
+// Event types the broker raises.
+const (
+	EventConnected    = "device.connected"
+	EventDisconnected = "device.disconnected"
+	EventAuthFailed   = "device.auth_failed"
+)
+
+// Connection events go straight onto the bus (bus.PublishEvent), not
+// through the store's outbox: they record observations, not changes of
+// record, so there is no transaction for them to be atomic with, and a
+// reconnect storm of thousands of devices must not become thousands of
+// write transactions on the database. They are published from one
+// goroutine behind a bounded queue; when the bus cannot keep up, events
+// are dropped and counted rather than slowing connections down. last_seen
+// is written the same way, at most once a minute per device while
+// messages flow (Config.TouchEvery).
+
+type noteKind uint8
+
+const (
+	noteConnected noteKind = iota + 1
+	noteDisconnected
+	noteAuthFailed
+	noteTouch
+)
+
+type note struct {
+	kind               noteKind
+	tenantID, deviceID string
+	at                 time.Time
+	data               map[string]any
+}
+
+func (b *Broker) note(n note) {
+	select {
+	case b.notes <- n:
+	default:
+		b.log.Warn("mqtt: connection event queue full, event dropped", "device", n.deviceID)
+	}
+}
+
+func (b *Broker) notifier() {
+	defer b.wg.Done()
+	for {
+		select {
+		case n := <-b.notes:
+			b.deliverNote(n)
+		case <-b.ctx.Done():
+			for { // what is queued still goes out (disconnects at shutdown)
+				select {
+				case n := <-b.notes:
+					b.deliverNote(n)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (b *Broker) deliverNote(n note) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n.kind == noteTouch {
+		if err := b.d.Store.TouchDevice(ctx, n.tenantID, n.deviceID, n.at); err != nil {
+			b.log.Warn("mqtt: recording last seen", "device", n.deviceID, "err", err)
+		}
+		return
+	}
+	typ := map[noteKind]string{noteConnected: EventConnected, noteDisconnected: EventDisconnected, noteAuthFailed: EventAuthFailed}[n.kind]
+	data, _ := json.Marshal(n.data)
+	ev := &model.Event{ID: ids.New("evt"), TenantID: n.tenantID, Type: typ, Subject: n.deviceID, Time: n.at, Data: data}
+	if _, err := b.d.Bus.PublishEvent(ctx, ev); err != nil {
+		b.log.Warn("mqtt: publishing a connection event", "type", typ, "device", n.deviceID, "err", err)
+	}
+}
+
+// ---- platform events the broker enforces or acts on ----
+
+func (b *Broker) onEvent(ev model.Event) {
+	switch ev.Type {
+	case "device.state_changed", "certificate.revoked", twin.EventDesiredChanged, commands.EventCreated:
+	default:
+		return
+	}
+	var d struct {
+		DeviceID string      `json:"device_id"`
+		To       model.State `json:"to"`
+		Serial   string      `json:"serial"`
+	}
+	if err := json.Unmarshal(ev.Data, &d); err != nil || d.DeviceID == "" {
+		return
+	}
+	s := b.reg.device(d.DeviceID)
+	if s == nil || s.tenantID != ev.TenantID {
+		return
+	}
+	switch ev.Type {
+	case "device.state_changed":
+		b.applyState(s, d.To, ev.Time)
+	case "certificate.revoked":
+		if s.method == identity.MethodCertificate && (d.Serial == "" || sameSerial(d.Serial, s.certSerial)) {
+			b.kick(s, codeNotAuthorized, "certificate revoked", ev.Time)
+		}
+	case twin.EventDesiredChanged:
+		b.schedule(job{kind: jobTwin, s: s})
+	case commands.EventCreated:
+		b.schedule(job{kind: jobCommands, s: s})
+	}
+}
+
+// applyState reduces or ends a connected device's rights after a
+// lifecycle change.
+func (b *Broker) applyState(s *session, to model.State, at time.Time) {
+	switch to {
+	case model.StateQuarantined:
+		if s.quarantined.Swap(true) {
+			return
+		}
+		// Rights shrink now (the ACL reads the flag); subscriptions outside
+		// ota/ are removed from the session.
+		for filter := range s.cl.State.Subscriptions.GetAll() {
+			if !deviceMaySubscribe(s.deviceID, filter, true) {
+				b.srv.Topics.Unsubscribe(filter, s.cl.ID)
+				s.cl.State.Subscriptions.Delete(filter)
+			}
+		}
+		b.log.Info("mqtt device quarantined: rights reduced to ota/", "device", s.deviceID, "after", time.Since(at).String())
+	default:
+		if !identity.MayConnect(to) {
+			b.kick(s, codeNotAuthorized, fmt.Sprintf("device is %s", to), at)
+			return
+		}
+		if s.quarantined.Load() {
+			b.kick(s, codeAdmin, "quarantine lifted: connect again", at)
+		}
+	}
+}
+
+// kick closes a device's connection (MQTT 5: DISCONNECT with the code).
+func (b *Broker) kick(s *session, code byte, reason string, at time.Time) {
+	if s.cl.Properties.ProtocolVersion == 5 {
+		_ = b.srv.DisconnectClient(s.cl, packets.Code{Code: code, Reason: reason})
+	} else {
+		s.cl.Stop(packets.Code{Code: code, Reason: reason})
+	}
+	b.log.Info("mqtt device disconnected by the platform", "device", s.deviceID, "reason", reason,
+		"after_event", time.Since(at).String())
+}
+
+func sameSerial(a, b string) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(strings.TrimPrefix(strings.ReplaceAll(s, ":", ""), "0x"))
+		return strings.TrimLeft(s, "0")
+	}
+	return norm(a) == norm(b)
+}
+
+// ---- deferred work: twin pushes and command delivery ----
+
+type jobKind uint8
+
+const (
+	jobTwin jobKind = iota + 1
+	jobCommands
+	jobReconnect
+)
+
+type job struct {
+	kind jobKind
+	s    *session
+}
+
+func (b *Broker) schedule(j job) {
+	select {
+	case b.jobs <- j:
+	default:
+		b.log.Warn("mqtt: work queue full; the device gets it on its next connection", "device", j.s.deviceID)
+	}
+}
+
+func (b *Broker) worker() {
+	defer b.wg.Done()
+	for {
+		select {
+		case j := <-b.jobs:
+			if j.s.cl.Closed() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+			switch j.kind {
+			case jobTwin:
+				b.pushTwin(ctx, j.s)
+			case jobCommands:
+				b.deliverCommands(ctx, j.s)
+			case jobReconnect:
+				if b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDesired)) ||
+					b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDelta)) {
+					b.pushTwin(ctx, j.s)
+				}
+				b.deliverCommands(ctx, j.s)
+			}
+			cancel()
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+func (b *Broker) pushTwin(ctx context.Context, s *session) {
+	tw, err := b.d.Twin.Get(ctx, s.tenantID, s.deviceID)
+	if err != nil {
+		b.log.Warn("mqtt: reading the twin", "device", s.deviceID, "err", err)
+		return
+	}
+	b.publishTwin(s, tw, true)
+}
+
+func (b *Broker) subscribedTo(s *session, topic string) bool {
+	for filter := range s.cl.State.Subscriptions.GetAll() {
+		if matchFilter(filter, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverCommands publishes the device's pending commands, oldest first,
+// if it is subscribed to its command topic; each is marked sent.
+func (b *Broker) deliverCommands(ctx context.Context, s *session) {
+	if s.quarantined.Load() || !b.subscribedTo(s, CommandTopic(s.deviceID, "x")) {
+		return
+	}
+	cmds, err := b.d.Commands.Pending(ctx, s.tenantID, s.deviceID)
+	if err != nil {
+		b.log.Warn("mqtt: reading pending commands", "device", s.deviceID, "err", err)
+		return
+	}
+	for i := range cmds {
+		c := &cmds[i]
+		if s.cl.Closed() {
+			return
+		}
+		// Recorded first: a device may answer before a write after the
+		// publish would land. If the publish then fails, the command is
+		// sent again on the next connection (delivery is at least once).
+		if err := b.d.Commands.MarkSent(ctx, c); err != nil {
+			b.log.Warn("mqtt: recording a sent command", "device", s.deviceID, "command", c.ID, "err", err)
+			return
+		}
+		if c.Status.Final() {
+			continue
+		}
+		if err := b.srv.Publish(CommandTopic(s.deviceID, c.ID), commands.Message(c), false, 1); err != nil {
+			b.log.Warn("mqtt: publishing a command", "device", s.deviceID, "command", c.ID, "err", err)
+			return
+		}
+	}
+}
+
+// CutOff ends the session of a device the identity service says must go
+// now (revoked certificate or token, suspended, decommissioned, deleted,
+// transferred). It is called on the authenticator's goroutine and does not
+// block: the disconnect runs on its own.
+func (b *Broker) CutOff(c identity.CutOff) {
+	s := b.reg.device(c.DeviceID)
+	if s == nil || s.tenantID != c.TenantID {
+		return
+	}
+	if c.CertSerial != "" && (s.method != identity.MethodCertificate || !sameSerial(c.CertSerial, s.certSerial)) {
+		return
+	}
+	if c.Method != "" && s.method != c.Method {
+		return
+	}
+	at := time.Now()
+	if c.Method == identity.MethodToken && s.token != "" {
+		// The device's token was replaced or revoked: a session that
+		// connected with the current token (e.g. the new one, connecting
+		// before this news arrived) stays; others end.
+		go func() {
+			ctx, cancel := context.WithTimeout(b.ctx, b.d.AuthCheck)
+			defer cancel()
+			if _, err := b.d.Auth.AuthenticateToken(ctx, s.deviceID, s.token); err != nil {
+				b.kick(s, codeNotAuthorized, c.Reason, at)
+			}
+		}()
+		return
+	}
+	go b.kick(s, codeNotAuthorized, c.Reason, at)
+}

@@ -1,0 +1,165 @@
+package est_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/steward-iot/steward/internal/config"
+	"github.com/steward-iot/steward/internal/identity"
+	"github.com/steward-iot/steward/internal/platform"
+	"github.com/steward-iot/steward/internal/testutil/pgtest"
+	"github.com/steward-iot/steward/internal/testutil/testserver"
+)
+
+func natsURL() string {
+	if u := os.Getenv("STEWARD_TEST_NATS_URL"); u != "" {
+		return u
+	}
+	return "nats://127.0.0.1:4222"
+}
+
+func requireNATS(t *testing.T) {
+	t.Helper()
+	u, err := url.Parse(natsURL())
+	if err == nil {
+		var c net.Conn
+		if c, err = net.DialTimeout("tcp", u.Host, time.Second); err == nil {
+			c.Close()
+			return
+		}
+	}
+	msg := fmt.Sprintf("external NATS at %s not reachable (%v)", natsURL(), err)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := e.Info()
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, info.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTwoNodes runs two platform nodes on one PostgreSQL database and one
+// NATS cluster, sharing the CA (its folder copied, as an operator does). A
+// device enrolled through one node is known to the other; a revocation or
+// a suspension made through one node cuts the device off on the other.
+func TestTwoNodes(t *testing.T) {
+	t.Parallel()
+	requireNATS(t)
+	db := pgtest.URL(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	prefix := "idtest-" + hex.EncodeToString(b)
+	var pkiDir string
+	node := func() *testserver.Server {
+		return testserver.Start(t, testserver.Options{Configure: func(c *config.Config) {
+			c.Store.URL = db
+			c.Bus.URL = natsURL()
+			c.Bus.Prefix = prefix
+			if pkiDir != "" {
+				copyDir(t, pkiDir, filepath.Join(c.DataDir, platform.PKIDir))
+				// The platform's first admin key exists already (node a made it).
+				key, err := os.ReadFile(filepath.Join(filepath.Dir(pkiDir), platform.AdminKeyFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(filepath.Join(c.DataDir, platform.AdminKeyFile), key, 0o600)
+			}
+		}})
+	}
+	a := node()
+	pkiDir = filepath.Join(a.Platform.Config.DataDir, platform.PKIDir)
+	bn := node()
+	if a.Platform.Identity.CA().Fingerprint() != bn.Platform.Identity.CA().Fingerprint() {
+		t.Fatal("the nodes do not share the CA")
+	}
+	ctx := context.Background()
+	tenant := createTenant(t, a, "enterprise")
+	product := a.CreateProduct(t, tenant).ID
+	dev := a.EnrollWithToken(t, tenant, product, "N-0001")
+	chain := []*x509.Certificate{dev.Cert}
+
+	var mu sync.Mutex
+	var cut []identity.CutOff
+	bn.Platform.Authenticator.OnCutOff(func(c identity.CutOff) { mu.Lock(); cut = append(cut, c); mu.Unlock() })
+	if who, err := bn.Platform.Authenticator.AuthenticateCert(ctx, chain); err != nil || who.TenantID != tenant {
+		t.Fatalf("node b: %+v, %v", who, err)
+	}
+	// Renewal on node b of a certificate node a issued.
+	if _, err := bn.ESTClient(&dev.TLS).SimpleReenroll(ctx, testserver.NewCSR(testserver.NewKey(), "")); err != nil {
+		t.Fatalf("renewing on the other node: %v", err)
+	}
+
+	// Revoked through node a: node b refuses it once the event arrives.
+	a.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: api + "/certificates/" + dev.Serial + "/revoke",
+		Key: a.AdminKey, Tenant: tenant, Body: map[string]any{"reason": "key_compromise"}})
+	eventually(t, "node b refuses the certificate revoked on node a", func() bool {
+		_, err := bn.Platform.Authenticator.AuthenticateCert(ctx, chain)
+		return errors.Is(err, identity.ErrRevoked)
+	})
+	eventually(t, "node b cuts the device off", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range cut {
+			if c.CertSerial == dev.Serial {
+				return true
+			}
+		}
+		return false
+	})
+	// Node b's CRL lists it too.
+	eventually(t, "node b's CRL lists the revocation", func() bool {
+		res := bn.Do(t, testserver.Req{Method: http.MethodGet, Path: "/pki/crl"})
+		crl, err := x509.ParseRevocationList(res.Raw)
+		if err != nil {
+			return false
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			if identity.SerialHex(e.SerialNumber) == dev.Serial {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Suspended through node b: node a refuses the device's other certificate.
+	other := a.EnrollWithToken(t, tenant, product, "N-0002")
+	if _, err := a.Platform.Authenticator.AuthenticateCert(ctx, []*x509.Certificate{other.Cert}); err != nil {
+		t.Fatal(err)
+	}
+	transition(t, bn, tenant, other.DeviceID, "active")
+	transition(t, bn, tenant, other.DeviceID, "suspended")
+	eventually(t, "node a refuses the device suspended on node b", func() bool {
+		_, err := a.Platform.Authenticator.AuthenticateCert(ctx, []*x509.Certificate{other.Cert})
+		return errors.Is(err, identity.ErrNotAllowed)
+	})
+}

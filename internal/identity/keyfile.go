@@ -1,0 +1,213 @@
+package identity
+
+import (
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Private keys are written as PEM. Without a passphrase the block is a
+// plain PKCS#8 "PRIVATE KEY". With one, it is a "STEWARD ENCRYPTED PRIVATE
+// KEY" block: the PKCS#8 DER sealed with AES-256-GCM under a key derived
+// from the passphrase with Argon2id (RFC 9106); the parameters, salt and
+// nonce travel in the PEM headers, and the block type and KDF parameters
+// are authenticated as additional data. Either way the file is mode 0600.
+const (
+	encryptedKeyType = "STEWARD ENCRYPTED PRIVATE KEY"
+	kdfName          = "argon2id"
+	cipherName       = "AES-256-GCM"
+)
+
+// Argon2id parameters for new keys: 3 passes over 64 MiB with 4 lanes (the
+// RFC 9106 second recommended option). Keys are decrypted once per start.
+// Each file records its own parameters (tests use cheaper ones).
+var (
+	argonTime    uint32 = 3
+	argonMemory  uint32 = 64 * 1024
+	argonThreads uint8  = 4
+)
+
+// ErrPassphrase is returned when an encrypted key cannot be opened: no
+// passphrase, or the wrong one.
+var ErrPassphrase = errors.New("pki: wrong or missing passphrase for an encrypted private key")
+
+// encodeKey returns the PEM form of key, encrypted when passphrase is set.
+func encodeKey(key crypto.Signer, passphrase string) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if passphrase == "" {
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	}
+	salt := make([]byte, 16)
+	nonce := make([]byte, 12)
+	rand.Read(salt)
+	rand.Read(nonce)
+	params := fmt.Sprintf("t=%d,m=%d,p=%d", argonTime, argonMemory, argonThreads)
+	gcm, err := keyCipher(passphrase, salt, argonTime, argonMemory, argonThreads)
+	if err != nil {
+		return nil, err
+	}
+	sealed := gcm.Seal(nil, nonce, der, aad(params))
+	return pem.EncodeToMemory(&pem.Block{Type: encryptedKeyType, Headers: map[string]string{
+		"KDF": kdfName, "KDF-Params": params, "Salt": base64.StdEncoding.EncodeToString(salt),
+		"Cipher": cipherName, "Nonce": base64.StdEncoding.EncodeToString(nonce),
+	}, Bytes: sealed}), nil
+}
+
+func aad(params string) []byte { return []byte(encryptedKeyType + "\n" + kdfName + "\n" + params) }
+
+func keyCipher(passphrase string, salt []byte, t, m uint32, p uint8) (cipher.AEAD, error) {
+	k := argon2.IDKey([]byte(passphrase), salt, t, m, p, 32)
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// decodeKey parses a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA, or
+// Steward's encrypted form). encrypted reports whether it was encrypted.
+func decodeKey(data []byte, passphrase string) (key crypto.Signer, encrypted bool, err error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, false, errors.New("no PEM block found")
+	}
+	der := block.Bytes
+	switch block.Type {
+	case encryptedKeyType:
+		encrypted = true
+		if passphrase == "" {
+			return nil, true, ErrPassphrase
+		}
+		h := block.Headers
+		if h["KDF"] != kdfName || h["Cipher"] != cipherName {
+			return nil, true, fmt.Errorf("unsupported key encryption %q/%q", h["KDF"], h["Cipher"])
+		}
+		t, m, p, err := parseArgonParams(h["KDF-Params"])
+		if err != nil {
+			return nil, true, err
+		}
+		salt, err1 := base64.StdEncoding.DecodeString(h["Salt"])
+		nonce, err2 := base64.StdEncoding.DecodeString(h["Nonce"])
+		if err1 != nil || err2 != nil || len(salt) < 8 || len(nonce) != 12 {
+			return nil, true, errors.New("encrypted key: bad salt or nonce header")
+		}
+		gcm, err := keyCipher(passphrase, salt, t, m, p)
+		if err != nil {
+			return nil, true, err
+		}
+		if der, err = gcm.Open(nil, nonce, block.Bytes, aad(h["KDF-Params"])); err != nil {
+			return nil, true, ErrPassphrase
+		}
+		key, err = parsePKCS8Signer(der)
+		return key, true, err
+	case "PRIVATE KEY":
+		key, err = parsePKCS8Signer(der)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(der)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(der)
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, true, errors.New("PKCS#8 encrypted keys are not supported: decrypt it (openssl pkey -in KEY -out PLAIN) and let pki.passphrase protect it at rest")
+	default:
+		return nil, false, fmt.Errorf("PEM block %q is not a private key", block.Type)
+	}
+	return key, false, err
+}
+
+func parseArgonParams(s string) (t, m uint32, p uint8, err error) {
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		n, perr := strconv.ParseUint(v, 10, 32)
+		if !ok || perr != nil {
+			return 0, 0, 0, fmt.Errorf("encrypted key: bad KDF-Params %q", s)
+		}
+		switch k {
+		case "t":
+			t = uint32(n)
+		case "m":
+			m = uint32(n)
+		case "p":
+			if n > 255 {
+				return 0, 0, 0, fmt.Errorf("encrypted key: bad KDF-Params %q", s)
+			}
+			p = uint8(n)
+		}
+	}
+	// Refuse parameters that would make decryption absurdly expensive (a
+	// tampered file must not exhaust memory) or trivially weak.
+	if t < 1 || t > 16 || m < 8*1024 || m > 1024*1024 || p < 1 {
+		return 0, 0, 0, fmt.Errorf("encrypted key: KDF-Params %q out of range", s)
+	}
+	return t, m, p, nil
+}
+
+func parsePKCS8Signer(der []byte) (crypto.Signer, error) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, err
+	}
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		return k, nil
+	case *rsa.PrivateKey:
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	}
+	return nil, fmt.Errorf("unsupported private key type %T", k)
+}
+
+// writeKeyFile writes a key with mode 0600 (also when the file existed).
+func writeKeyFile(path string, key crypto.Signer, passphrase string) error {
+	b, err := encodeKey(key, passphrase)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b, 0o600)
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a crash
+// never leaves a half-written key or certificate behind.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,131 @@
+package platform
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/steward-iot/steward/internal/broker"
+	"github.com/steward-iot/steward/internal/commands"
+	"github.com/steward-iot/steward/internal/httpapi"
+	"github.com/steward-iot/steward/internal/telemetry"
+	"github.com/steward-iot/steward/internal/twin"
+)
+
+// connectivityParts are the device messaging pieces: the MQTT broker and
+// the twin, command and telemetry services behind it.
+type connectivityParts struct {
+	Twin      *twin.Service
+	Commands  *commands.Service
+	Telemetry *telemetry.Service
+	Ingester  *telemetry.Ingester
+	// Broker is the MQTT broker; nil when no MQTT listener is configured.
+	Broker *broker.Broker
+	// BrokerConfig, when set before Start, adjusts the broker's settings
+	// (tests and benchmarks: buffer sizes, limits).
+	BrokerConfig func(*broker.Config)
+	// CommandSweep is how often expired and timed-out commands are
+	// finished (default 1s).
+	CommandSweep time.Duration
+
+	connCancel context.CancelFunc
+	connWG     sync.WaitGroup
+}
+
+// openConnectivity builds the services (the API needs them).
+func (s *Server) openConnectivity() {
+	s.Twin = twin.New(s.Store)
+	s.Commands = commands.New(s.Store, s.Log.With("component", "commands"))
+	s.Telemetry = telemetry.NewService(s.Store, s.Log.With("component", "telemetry"), s.Config.Telemetry.Retention)
+	s.Ingester = telemetry.NewIngester(s.Store, s.Log.With("component", "ingest"), telemetry.IngestOptions{})
+}
+
+// connectivityDeps is what the API gets.
+func (s *Server) connectivityDeps() httpapi.Connectivity {
+	return httpapi.Connectivity{Twin: s.Twin, Commands: s.Commands, Telemetry: s.Telemetry,
+		Connection: func(tenantID, deviceID string) broker.Connection {
+			if b := s.Broker; b != nil {
+				return b.Connection(tenantID, deviceID)
+			}
+			return broker.Connection{}
+		}}
+}
+
+// startConnectivity starts the telemetry writer, the command sweeper, the
+// retention pruner and the broker.
+func (s *Server) startConnectivity(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	s.connCancel = cancel
+	s.connWG.Add(3)
+	go func() { defer s.connWG.Done(); s.Ingester.Run(ctx) }()
+	go func() { defer s.connWG.Done(); s.Commands.RunSweeper(ctx, s.CommandSweep) }()
+	go func() { defer s.connWG.Done(); s.Telemetry.RunPruner(ctx, s.Config.Telemetry.PruneEvery) }()
+
+	m := s.Config.MQTT
+	cfg := broker.Config{Listen: m.Listen, TokenListen: m.TokenListen, WSListen: m.WSListen, PlainListen: m.PlainListen,
+		AppListen:  m.AppListen,
+		MaxPayload: m.MaxPayload, RateLimit: m.RateLimit, RateBurst: m.RateBurst, ByteRate: m.ByteRate, ByteBurst: m.ByteBurst,
+		MaxSessionExpiry: m.MaxSessionExpiry}
+	if s.BrokerConfig != nil {
+		s.BrokerConfig(&cfg)
+	}
+	if cfg.Listen == "" && cfg.TokenListen == "" && cfg.WSListen == "" && cfg.PlainListen == "" && cfg.AppListen == "" {
+		return nil
+	}
+	if cfg.TLS == nil && (cfg.Listen != "" || cfg.TokenListen != "" || cfg.WSListen != "" || cfg.AppListen != "") {
+		hosts := s.Config.ESTHosts()
+		for _, a := range []string{cfg.Listen, cfg.TokenListen, cfg.WSListen, cfg.AppListen} {
+			if h, _, err := net.SplitHostPort(a); err == nil && net.ParseIP(h) != nil && !net.ParseIP(h).IsUnspecified() {
+				hosts = append(hosts, h)
+			}
+		}
+		cert, err := s.Identity.CA().ServerCertificate(hosts)
+		if err != nil {
+			return fmt.Errorf("mqtt: server certificate: %w", err)
+		}
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	b, err := broker.New(cfg, broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
+		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics})
+	if err != nil {
+		return err
+	}
+	if err := b.Start(ctx); err != nil {
+		return fmt.Errorf("%w (is another server running? change mqtt.listen, or set it to off)", err)
+	}
+	s.Authenticator.OnCutOff(b.CutOff)
+	s.Broker = b
+	return nil
+}
+
+// MQTTAddr is the address of an MQTT listener (broker.ListenerCert …), "".
+func (s *Server) MQTTAddr(listener string) string {
+	if s.Broker == nil {
+		return ""
+	}
+	if a := s.Broker.Addr(listener); a != nil {
+		return hostPortForClients(a.String())
+	}
+	return ""
+}
+
+// stopConnectivity closes the broker (clients get DISCONNECT), then lets
+// the telemetry writer commit what is queued.
+func (s *Server) stopConnectivity(ctx context.Context) error {
+	var err error
+	if s.Broker != nil {
+		err = s.Broker.Close(ctx)
+	}
+	if s.connCancel != nil {
+		s.connCancel()
+		s.connWG.Wait()
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

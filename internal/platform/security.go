@@ -1,0 +1,58 @@
+package platform
+
+import (
+	"context"
+	"sync"
+
+	"github.com/steward-iot/steward/internal/defender"
+	"github.com/steward-iot/steward/internal/httpapi"
+	"github.com/steward-iot/steward/internal/netpolicy"
+	"github.com/steward-iot/steward/internal/vuln"
+)
+
+// securityParts are the security engine's pieces: vulnerabilities, network
+// policy and the audit checks with their scheduler.
+type securityParts struct {
+	Vulns    *vuln.Service
+	Policy   *netpolicy.Service
+	Defender *defender.Engine
+
+	secCancel context.CancelFunc
+	secWG     sync.WaitGroup
+}
+
+// openSecurity builds the services (the API needs them). A flow report
+// re-checks the reporting device's flows at once.
+func (s *Server) openSecurity() {
+	s.Vulns = vuln.New(s.Store)
+	s.Policy = netpolicy.New(s.Store)
+	s.Defender = defender.NewEngine(s.Store, s.Log.With("component", "defender"))
+	s.Defender.Register(defender.Standard(s.Vulns)...)
+	s.Policy.AfterReport = func(ctx context.Context, tenantID, deviceID string) error {
+		_, err := s.Defender.RunScoped(ctx, defender.SystemActor, tenantID, defender.CheckFlowOutside, []string{deviceID})
+		return err
+	}
+}
+
+func (s *Server) securityDeps() httpapi.Security {
+	return httpapi.Security{Vulns: s.Vulns, Policy: s.Policy, Defender: s.Defender}
+}
+
+// startSecurity starts the per-tenant audit check scheduler.
+func (s *Server) startSecurity(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	s.secCancel = cancel
+	s.secWG.Add(1)
+	go func() {
+		defer s.secWG.Done()
+		s.Defender.Schedule(ctx, s.Config.Security.AuditFirstRun, s.Config.Security.AuditInterval)
+	}()
+}
+
+// stopSecurity stops the scheduler and waits for a running round.
+func (s *Server) stopSecurity() {
+	if s.secCancel != nil {
+		s.secCancel()
+		s.secWG.Wait()
+	}
+}

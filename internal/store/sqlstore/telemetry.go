@@ -1,0 +1,332 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/store"
+)
+
+type pointKey struct{ tenant, device, metric string }
+
+// seriesCache maps (tenant, device, metric) to its series ID for one DB;
+// filled after commit only, so it never holds an ID that rolled back.
+type seriesCache struct {
+	mu  sync.RWMutex
+	ids map[pointKey]int64
+}
+
+const maxCachedSeries = 1 << 20
+
+var seriesCaches sync.Map // *DB → *seriesCache
+
+func (db *DB) series() *seriesCache {
+	if c, ok := seriesCaches.Load(db); ok {
+		return c.(*seriesCache)
+	}
+	c, _ := seriesCaches.LoadOrStore(db, &seriesCache{ids: map[pointKey]int64{}})
+	return c.(*seriesCache)
+}
+
+// WriteTelemetry inserts the points and moves the series' last values
+// forward in one transaction. Duplicates inside the batch keep the last
+// one (both backends refuse to upsert one row twice in a statement).
+func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint) error {
+	if len(points) == 0 {
+		return nil
+	}
+	type rowKey struct {
+		pointKey
+		ts int64
+	}
+	idx := make(map[rowKey]int, len(points))
+	rows := make([]model.TelemetryPoint, 0, len(points))
+	last := make(map[pointKey]int, 64)
+	for _, p := range points {
+		k := rowKey{pointKey{p.TenantID, p.DeviceID, p.Metric}, toMicro(p.Time)}
+		if i, ok := idx[k]; ok {
+			rows[i] = p
+		} else {
+			idx[k] = len(rows)
+			rows = append(rows, p)
+		}
+		i := idx[k]
+		if j, ok := last[k.pointKey]; !ok || !rows[j].Time.After(p.Time) {
+			last[k.pointKey] = i
+		}
+	}
+	cache := db.series()
+	ids := make(map[pointKey]int64, len(last))
+	var missing []pointKey
+	cache.mu.RLock()
+	for k := range last {
+		if id, ok := cache.ids[k]; ok {
+			ids[k] = id
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	cache.mu.RUnlock()
+
+	sqlTx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("starting a transaction: %w", err)
+	}
+	fail := func(err error) error {
+		sqlTx.Rollback()
+		return fmt.Errorf("writing telemetry: %w", err)
+	}
+	if len(missing) > 0 {
+		ins, err := sqlTx.PrepareContext(ctx, db.d.rebind(`INSERT INTO telemetry_series (tenant_id, device_id, metric)
+			VALUES (?, ?, ?) ON CONFLICT (tenant_id, device_id, metric) DO NOTHING`))
+		if err != nil {
+			return fail(err)
+		}
+		sel, err := sqlTx.PrepareContext(ctx, db.d.rebind(`SELECT id FROM telemetry_series WHERE tenant_id = ? AND device_id = ? AND metric = ?`))
+		if err != nil {
+			ins.Close()
+			return fail(err)
+		}
+		for _, k := range missing {
+			var id int64
+			if _, err = ins.ExecContext(ctx, k.tenant, k.device, k.metric); err == nil {
+				err = sel.QueryRowContext(ctx, k.tenant, k.device, k.metric).Scan(&id)
+			}
+			if err != nil {
+				ins.Close()
+				sel.Close()
+				return fail(err)
+			}
+			ids[k] = id
+		}
+		ins.Close()
+		sel.Close()
+	}
+	// Points go in chunks of pointChunk rows through one prepared
+	// statement (parsed once per batch, few calls into the driver), the
+	// rest one by one.
+	if err := insertPoints(ctx, sqlTx, db.d, rows, ids); err != nil {
+		return fail(err)
+	}
+	up, err := sqlTx.PrepareContext(ctx, db.d.rebind(`UPDATE telemetry_series SET last_ts = ?, last_kind = ?, last_num = ?, last_txt = ?
+		WHERE id = ? AND last_ts <= ?`))
+	if err != nil {
+		return fail(err)
+	}
+	for k, i := range last {
+		p := rows[i]
+		ts := toMicro(p.Time)
+		if _, err := up.ExecContext(ctx, ts, string(p.Kind), p.Num, p.Text, ids[k], ts); err != nil {
+			up.Close()
+			return fail(err)
+		}
+	}
+	up.Close()
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("committing telemetry: %w", err)
+	}
+	if len(missing) > 0 {
+		cache.mu.Lock()
+		if len(cache.ids)+len(missing) > maxCachedSeries {
+			clear(cache.ids)
+		}
+		for _, k := range missing {
+			cache.ids[k] = ids[k]
+		}
+		cache.mu.Unlock()
+	}
+	return nil
+}
+
+const pointChunk = 64
+
+const pointConflict = ` ON CONFLICT (series_id, ts) DO UPDATE SET kind = excluded.kind, num = excluded.num, txt = excluded.txt`
+
+func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []model.TelemetryPoint, ids map[pointKey]int64) error {
+	args := func(p model.TelemetryPoint) []any {
+		return []any{ids[pointKey{p.TenantID, p.DeviceID, p.Metric}], toMicro(p.Time), string(p.Kind), p.Num, p.Text}
+	}
+	if len(rows) >= pointChunk {
+		q := `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)` +
+			strings.Repeat(`, (?, ?, ?, ?, ?)`, pointChunk-1) + pointConflict
+		stmt, err := tx.PrepareContext(ctx, d.rebind(q))
+		if err != nil {
+			return err
+		}
+		a := make([]any, 0, 5*pointChunk)
+		for len(rows) >= pointChunk {
+			a = a[:0]
+			for _, p := range rows[:pointChunk] {
+				a = append(a, args(p)...)
+			}
+			if _, err := stmt.ExecContext(ctx, a...); err != nil {
+				stmt.Close()
+				return err
+			}
+			rows = rows[pointChunk:]
+		}
+		stmt.Close()
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, d.rebind(`INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)`+pointConflict))
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, p := range rows {
+		if _, err := stmt.ExecContext(ctx, args(p)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r reader) LatestTelemetry(ctx context.Context, tenantID, deviceID string) ([]model.TelemetryPoint, error) {
+	rows, err := r.query(ctx, `SELECT metric, last_ts, last_kind, last_num, last_txt FROM telemetry_series
+		WHERE tenant_id = ? AND device_id = ? AND last_kind <> '' ORDER BY metric`, tenantID, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []model.TelemetryPoint
+	for rows.Next() {
+		p := model.TelemetryPoint{TenantID: tenantID, DeviceID: deviceID}
+		var ts int64
+		var kind string
+		if err := rows.Scan(&p.Metric, &ts, &kind, &p.Num, &p.Text); err != nil {
+			return nil, err
+		}
+		p.Time, p.Kind = fromMicro(ts), model.ValueKind(kind)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// seriesID finds the tenant's series of a device's metric (0 when none).
+func (r reader) seriesID(ctx context.Context, tenantID, deviceID, metric string) (int64, error) {
+	var id int64
+	err := r.row(ctx, `SELECT id FROM telemetry_series WHERE tenant_id = ? AND device_id = ? AND metric = ?`,
+		tenantID, deviceID, metric).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return id, err
+}
+
+func (r reader) QueryTelemetry(ctx context.Context, tenantID, deviceID, metric string, from, to time.Time, limit int) ([]model.TelemetryPoint, error) {
+	id, err := r.seriesID(ctx, tenantID, deviceID, metric)
+	if err != nil || id == 0 {
+		return nil, err
+	}
+	rows, err := r.query(ctx, `SELECT ts, kind, num, txt FROM telemetry WHERE series_id = ? AND ts >= ? AND ts < ?
+		ORDER BY ts LIMIT ?`, id, from.UnixMicro(), to.UnixMicro(), clampLimit(limit, 1000, 100000))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []model.TelemetryPoint
+	for rows.Next() {
+		p := model.TelemetryPoint{TenantID: tenantID, DeviceID: deviceID, Metric: metric}
+		var ts int64
+		var kind string
+		if err := rows.Scan(&ts, &kind, &p.Num, &p.Text); err != nil {
+			return nil, err
+		}
+		p.Time, p.Kind = fromMicro(ts), model.ValueKind(kind)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func (r reader) DownsampleTelemetry(ctx context.Context, tenantID, deviceID, metric string, from, to time.Time, step time.Duration) ([]model.TelemetryBucket, error) {
+	st := step.Microseconds()
+	if st <= 0 {
+		return nil, fmt.Errorf("downsample: step must be at least 1µs")
+	}
+	id, err := r.seriesID(ctx, tenantID, deviceID, metric)
+	if err != nil || id == 0 {
+		return nil, err
+	}
+	f := from.UnixMicro()
+	rows, err := r.query(ctx, `SELECT (ts - ?) / ? AS b, COUNT(*), AVG(num), MIN(num), MAX(num) FROM telemetry
+		WHERE series_id = ? AND ts >= ? AND ts < ? AND kind IN ('n', 'b') GROUP BY b ORDER BY b`, f, st, id, f, to.UnixMicro())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []model.TelemetryBucket
+	for rows.Next() {
+		var b model.TelemetryBucket
+		var i int64
+		if err := rows.Scan(&i, &b.Count, &b.Avg, &b.Min, &b.Max); err != nil {
+			return nil, err
+		}
+		b.Start = fromMicro(f + i*st)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+func (r reader) GetTelemetryRetention(ctx context.Context, tenantID string) (time.Duration, error) {
+	var us int64
+	err := r.row(ctx, `SELECT retention_us FROM telemetry_retention WHERE tenant_id = ?`, tenantID).Scan(&us)
+	if err != nil {
+		if err = mapErr(err, ""); errors.Is(err, store.ErrNotFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return time.Duration(us) * time.Microsecond, nil
+}
+
+func (t *tx) SetTelemetryRetention(ctx context.Context, tenantID string, d time.Duration) error {
+	if d <= 0 {
+		_, err := t.exec(ctx, `DELETE FROM telemetry_retention WHERE tenant_id = ?`, tenantID)
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO telemetry_retention (tenant_id, retention_us) VALUES (?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET retention_us = excluded.retention_us`, tenantID, d.Microseconds())
+	return mapErr(err, "")
+}
+
+func (db *DB) TelemetryRetentions(ctx context.Context) (map[string]time.Duration, error) {
+	rows, err := db.reader.query(ctx, `SELECT tenant_id, retention_us FROM telemetry_retention`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Duration{}
+	for rows.Next() {
+		var id string
+		var us int64
+		if err := rows.Scan(&id, &us); err != nil {
+			return nil, err
+		}
+		out[id] = time.Duration(us) * time.Microsecond
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) PruneTelemetry(ctx context.Context, tenantID string, before time.Time, limit int) (int64, error) {
+	b := before.UnixMicro()
+	res, err := db.w.ExecContext(ctx, db.d.rebind(`DELETE FROM telemetry WHERE (series_id, ts) IN
+		(SELECT t.series_id, t.ts FROM telemetry t JOIN telemetry_series s ON s.id = t.series_id
+		 WHERE s.tenant_id = ? AND t.ts < ? LIMIT ?)`), tenantID, b, clampLimit(limit, 10000, 100000))
+	if err != nil {
+		return 0, fmt.Errorf("pruning telemetry: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := db.w.ExecContext(ctx, db.d.rebind(`UPDATE telemetry_series SET last_ts = 0, last_kind = '', last_num = 0, last_txt = ''
+		WHERE tenant_id = ? AND last_ts < ? AND last_kind <> ''`), tenantID, b); err != nil {
+		return n, fmt.Errorf("pruning last values: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,358 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/steward-iot/steward/internal/authz"
+	"github.com/steward-iot/steward/internal/lifecycle"
+	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/registry"
+	"github.com/steward-iot/steward/internal/store"
+)
+
+// filter is the device list's filter bar: the fleet query as form fields.
+type filter struct {
+	States          []string
+	Product         string
+	Tag             string
+	FirmwareVersion string
+	MinVersion      string
+	MaxVersion      string
+	Serial          string
+	Seen            string // "", "24h", "stale", "never"
+	Sort            string
+	Order           string
+	Limit           int
+}
+
+var seenChoices = []struct{ Value, Label string }{
+	{"", "any time"}, {"24h", "in the last 24 hours"}, {"stale", "not in 24 hours"}, {"never", "never"},
+}
+
+var sortChoices = []struct{ Value, Label string }{
+	{"id", "registration order"}, {"serial", "serial"}, {"last_seen", "last seen"},
+	{"firmware_version", "firmware version"}, {"created_at", "created"},
+}
+
+var limitChoices = []int{25, 50, 100, 200}
+
+func parseFilter(q url.Values) filter {
+	f := filter{Product: q.Get("product_id"), Tag: q.Get("tag"), FirmwareVersion: q.Get("firmware_version"),
+		MinVersion: q.Get("min_version"), MaxVersion: q.Get("max_version"), Serial: q.Get("serial_prefix"),
+		Seen: q.Get("seen"), Sort: q.Get("sort"), Order: q.Get("order"), Limit: 50}
+	for _, s := range q["state"] {
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part != "" && !slices.Contains(f.States, part) {
+				f.States = append(f.States, part)
+			}
+		}
+	}
+	if !model.SortField(f.Sort).Valid() {
+		f.Sort = "id"
+	}
+	if f.Order != "desc" {
+		f.Order = "asc"
+	}
+	if n, err := strconv.Atoi(q.Get("limit")); err == nil && slices.Contains(limitChoices, n) {
+		f.Limit = n
+	}
+	return f
+}
+
+// query turns the filter into a fleet query, or says what is wrong.
+func (f filter) query(now time.Time) (model.DeviceQuery, error) {
+	q := model.DeviceQuery{ProductID: f.Product, FirmwareVersion: strings.TrimSpace(f.FirmwareVersion),
+		MinVersion: strings.TrimSpace(f.MinVersion), MaxVersion: strings.TrimSpace(f.MaxVersion),
+		SerialPrefix: strings.TrimSpace(f.Serial)}
+	for _, s := range f.States {
+		if !model.State(s).Known() {
+			return q, fmt.Errorf("%q is not a lifecycle state", s)
+		}
+		q.States = append(q.States, model.State(s))
+	}
+	for _, t := range strings.FieldsFunc(f.Tag, func(r rune) bool { return r == ',' || r == ' ' }) {
+		q.Tags = append(q.Tags, t)
+	}
+	day := now.Add(-24 * time.Hour)
+	switch f.Seen {
+	case "24h":
+		q.SeenAfter = &day
+	case "stale":
+		q.SeenBefore = &day
+	case "never":
+		q.NeverSeen = true
+	}
+	return q, q.Validate()
+}
+
+// values is the filter as query parameters (for page links).
+func (f filter) values() url.Values {
+	v := url.Values{}
+	set := func(k, val string) {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	if len(f.States) > 0 {
+		v.Set("state", strings.Join(f.States, ","))
+	}
+	set("product_id", f.Product)
+	set("tag", f.Tag)
+	set("firmware_version", f.FirmwareVersion)
+	set("min_version", f.MinVersion)
+	set("max_version", f.MaxVersion)
+	set("serial_prefix", f.Serial)
+	set("seen", f.Seen)
+	if f.Sort != "id" {
+		v.Set("sort", f.Sort)
+	}
+	if f.Order != "asc" {
+		v.Set("order", f.Order)
+	}
+	if f.Limit != 50 {
+		v.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return v
+}
+
+// Active reports whether any filter narrows the list.
+func (f filter) Active() bool {
+	return len(f.States) > 0 || f.Product != "" || f.Tag != "" || f.FirmwareVersion != "" || f.MinVersion != "" ||
+		f.MaxVersion != "" || f.Serial != "" || f.Seen != ""
+}
+
+type deviceRow struct {
+	model.Device
+	Product string
+}
+
+type devicesData struct {
+	Filter   filter
+	Products []model.Product
+	Rows     []deviceRow
+	Error    string
+	NextURL  string
+	FirstURL string // set when this is not the first page
+	Seen     any
+	Sorts    any
+	Limits   []int
+	States   []model.State
+}
+
+func (d *Dashboard) devicesPage(w http.ResponseWriter, r *http.Request) {
+	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesRead) {
+		return
+	}
+	ctx := r.Context()
+	tid := visitFrom(ctx).tenantID()
+	f := parseFilter(r.URL.Query())
+	data := devicesData{Filter: f, Seen: seenChoices, Sorts: sortChoices, Limits: limitChoices, States: allStates}
+	products, _, err := d.Store.ListProducts(ctx, tid, listAll)
+	if err != nil {
+		d.internal(w, r, err)
+		return
+	}
+	data.Products = products
+	names := make(map[string]string, len(products))
+	for _, p := range products {
+		names[p.ID] = productName(&p)
+	}
+	status := http.StatusOK
+	q, err := f.query(time.Now())
+	if err != nil {
+		data.Error, status = capitalize(err.Error())+".", http.StatusUnprocessableEntity
+	} else {
+		cursor := r.URL.Query().Get("cursor")
+		items, next, err := d.Store.QueryDevices(ctx, tid, q, model.Page{Limit: f.Limit, Cursor: cursor,
+			Sort: model.SortField(f.Sort), Desc: f.Order == "desc"})
+		switch {
+		case errors.Is(err, store.ErrBadCursor):
+			data.Error, status = "This page link is out of date (the sort order changed). Start again from the first page.", http.StatusBadRequest
+		case errors.Is(err, store.ErrBadQuery):
+			data.Error, status = capitalize(strings.TrimPrefix(err.Error(), store.ErrBadQuery.Error()+": "))+".", http.StatusUnprocessableEntity
+		case err != nil:
+			d.internal(w, r, err)
+			return
+		}
+		data.Rows = make([]deviceRow, len(items))
+		for i := range items {
+			data.Rows[i] = deviceRow{Device: items[i], Product: names[items[i].ProductID]}
+		}
+		base := f.values()
+		if next != "" {
+			nv := url.Values{}
+			for k, v := range base {
+				nv[k] = v
+			}
+			nv.Set("cursor", next)
+			data.NextURL = "/devices?" + nv.Encode()
+		}
+		if cursor != "" {
+			data.FirstURL = "/devices"
+			if len(base) > 0 {
+				data.FirstURL += "?" + base.Encode()
+			}
+		}
+	}
+	d.render(w, r, status, "devices", d.live(r, &view{Title: "Devices", Nav: "devices", Data: data}))
+}
+
+func productName(p *model.Product) string {
+	n := p.Vendor + " " + p.Model
+	if p.HardwareRevision != "" {
+		n += " (rev " + p.HardwareRevision + ")"
+	}
+	return n
+}
+
+type deviceData struct {
+	Device      *model.Device
+	Product     *model.Product
+	Allowed     []model.State
+	Transitions []transitionRow
+	Audit       []auditRow
+	TagsText    string
+	AttrsText   string
+}
+
+type transitionRow struct {
+	model.Transition
+	ActorName string
+}
+
+func (d *Dashboard) devicePage(w http.ResponseWriter, r *http.Request) {
+	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesRead) {
+		return
+	}
+	ctx := r.Context()
+	v := visitFrom(ctx)
+	tid := v.tenantID()
+	dev, err := d.Store.GetDevice(ctx, tid, chi.URLParam(r, "deviceID"))
+	if errors.Is(err, store.ErrNotFound) {
+		d.notFound(w, r)
+		return
+	}
+	if err != nil {
+		d.internal(w, r, err)
+		return
+	}
+	data := deviceData{Device: dev, Allowed: lifecycle.Next(dev.State), TagsText: strings.Join(dev.Tags, ", ")}
+	var attrs []string
+	for _, kv := range sortedPairs(dev.Attributes) {
+		attrs = append(attrs, kv.Key+"="+kv.Value)
+	}
+	data.AttrsText = strings.Join(attrs, "\n")
+	if p, err := d.Store.GetProduct(ctx, tid, dev.ProductID); err == nil {
+		data.Product = p
+	}
+	names := newActors(ctx, d.Store, tid)
+	trs, _, err := d.Store.ListTransitions(ctx, tid, dev.ID, store.ListOptions{Limit: 1000})
+	if err != nil {
+		d.internal(w, r, err)
+		return
+	}
+	for i := len(trs) - 1; i >= 0 && len(data.Transitions) < 50; i-- {
+		data.Transitions = append(data.Transitions, transitionRow{Transition: trs[i], ActorName: names.Name(trs[i].Actor)})
+	}
+	if v.can(authz.AuditRead) {
+		recs, err := d.Store.ListAuditByTarget(ctx, tid, dev.ID, 0, 50)
+		if err != nil {
+			d.internal(w, r, err)
+			return
+		}
+		for _, rec := range recs {
+			data.Audit = append(data.Audit, auditRow{AuditRecord: rec, ActorName: names.Name(rec.Actor)})
+		}
+	}
+	title := dev.Serial
+	if dev.Name != "" {
+		title = dev.Name + " (" + dev.Serial + ")"
+	}
+	d.render(w, r, http.StatusOK, "device", d.live(r, &view{Title: title, Nav: "devices", Data: data}))
+}
+
+func (d *Dashboard) deviceTransition(w http.ResponseWriter, r *http.Request) {
+	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
+		return
+	}
+	ctx := r.Context()
+	v := visitFrom(ctx)
+	id := chi.URLParam(r, "deviceID")
+	back := "/devices/" + url.PathEscape(id)
+	to := model.State(r.PostFormValue("to"))
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if reason == "" {
+		d.redirect(w, r, back, "error", "Give a reason: it is kept in the audit trail.")
+		return
+	}
+	if to == model.StateDecommissioned {
+		// Decommissioning cannot be undone: the serial must be typed.
+		dev, err := d.Store.GetDevice(ctx, v.tenantID(), id)
+		if err != nil {
+			d.redirect(w, r, back, "error", d.explain(err))
+			return
+		}
+		if strings.TrimSpace(r.PostFormValue("confirm")) != dev.Serial {
+			d.redirect(w, r, back, "error", "To decommission, type the device's serial ("+dev.Serial+") in the confirmation field.")
+			return
+		}
+	}
+	dev, _, err := d.Registry.Transition(ctx, v.p, v.tenantID(), id, to, reason)
+	if errors.Is(err, store.ErrNotFound) {
+		d.notFound(w, r)
+		return
+	}
+	if err != nil {
+		d.redirect(w, r, back, "error", d.explain(err))
+		return
+	}
+	d.redirect(w, r, back, "ok", fmt.Sprintf("%s is now %s.", dev.Serial, stateLabel(dev.State)))
+}
+
+func (d *Dashboard) deviceEdit(w http.ResponseWriter, r *http.Request) {
+	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesWrite) {
+		return
+	}
+	ctx := r.Context()
+	v := visitFrom(ctx)
+	id := chi.URLParam(r, "deviceID")
+	back := "/devices/" + url.PathEscape(id)
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	tags := strings.FieldsFunc(r.PostFormValue("tags"), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' })
+	if tags == nil {
+		tags = []string{}
+	}
+	attrs := map[string]string{}
+	for _, line := range strings.Split(r.PostFormValue("attributes"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(line, "=")
+		if !ok {
+			d.redirect(w, r, back, "error", fmt.Sprintf("Attribute line %q must be key=value.", line))
+			return
+		}
+		attrs[strings.TrimSpace(k)] = strings.TrimSpace(val)
+	}
+	version, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	_, err := d.Registry.UpdateDevice(ctx, v.p, v.tenantID(), id, registry.DevicePatch{Name: &name, Tags: &tags, Attributes: &attrs}, version)
+	if errors.Is(err, store.ErrStale) {
+		d.redirect(w, r, back, "error", "Someone changed this device while you were editing. Here it is as it is now; make your change again.")
+		return
+	}
+	if err != nil {
+		d.redirect(w, r, back, "error", d.explain(err))
+		return
+	}
+	d.redirect(w, r, back, "ok", "Saved.")
+}
