@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 say() { printf '==> %s\n' "$*"; }
 
 # Debian packages the tests use (third-party peers and tools).
-PACKAGES=(mosquitto-clients jq chromium)
+PACKAGES=(mosquitto-clients jq chromium nftables)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

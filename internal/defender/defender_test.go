@@ -244,6 +244,7 @@ func TestChecksFireAndClear(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.check, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			if got := e.run(tc.scope, tc.check); len(got) != 0 {
 				t.Fatalf("fires before its cause: %+v", got)
