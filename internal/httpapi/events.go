@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/sse"
 )
 
 type eventsIn struct {
@@ -55,59 +54,13 @@ func (a *API) routesEvents() {
 
 func (a *API) stream(hctx huma.Context, tenant string, after uint64) {
 	_, w := humachi.Unwrap(hctx)
-	ctx, cancel := context.WithCancel(hctx.Context())
-	defer cancel()
+	ctx := hctx.Context()
 	// Streams never finish on their own: end them when the server shuts
 	// down so a graceful stop does not wait for its timeout.
-	stopOnClose := context.AfterFunc(a.streams, cancel)
-	defer stopOnClose()
-	ch := make(chan model.Event, 256)
-	stop, err := a.Bus.SubscribeEvents(ctx, tenant, after, func(ev model.Event) {
-		select {
-		case ch <- ev:
-		case <-ctx.Done():
-		}
-	})
+	err := sse.Serve(ctx, w, a.Bus, tenant, after, sse.Options{Heartbeat: heartbeat, Done: a.streams.Done()})
 	if err != nil {
 		logFrom(ctx).Error("events: subscribe", "err", err)
 		huma.WriteErr(a.huma, hctx, http.StatusServiceUnavailable, "cannot subscribe to events; retry shortly")
-		return
-	}
-	defer stop()
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	write := func(s string) bool {
-		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := fmt.Fprint(w, s); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	if !write(": connected\nretry: 3000\n\n") {
-		return
-	}
-	t := time.NewTicker(heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-ch:
-			b, err := json.Marshal(ev)
-			if err != nil {
-				continue
-			}
-			if !write("id: " + strconv.FormatUint(ev.Seq, 10) + "\ndata: " + string(b) + "\n\n") {
-				return
-			}
-		case <-t.C:
-			if !write(": ping\n\n") {
-				return
-			}
-		}
 	}
 }
 
