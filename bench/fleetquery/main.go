@@ -47,6 +47,8 @@ type config struct {
 	PG       string // PostgreSQL server URL; a schema is created in it
 	Dir      string // SQLite folder; a temporary one when empty
 	MaxTime  time.Duration
+	// NoDashboard skips rendering the device list through the dashboard.
+	NoDashboard bool
 }
 
 func main() {
@@ -62,6 +64,7 @@ func main() {
 	flag.StringVar(&c.PG, "pg", envOr("STEWARD_TEST_POSTGRES", defaultPG), "PostgreSQL server URL (a fresh schema is created in it)")
 	flag.StringVar(&c.Dir, "dir", "", "folder for the SQLite database (default: a temporary folder)")
 	flag.DurationVar(&c.MaxTime, "max-time", 2*time.Minute, "time limit per query; fewer repetitions are reported when reached")
+	flag.BoolVar(&c.NoDashboard, "no-dashboard", false, "skip the dashboard's device-list render measurement")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -129,7 +132,7 @@ func run(ctx context.Context, c config, stdout, logw io.Writer) (*report, error)
 	fmt.Fprintf(logw, "generated %d devices, %d tag rows, %d attribute rows in %v\n",
 		len(ds.devices), len(ds.tagRows), len(ds.attrRows), rep.Generate.Round(time.Millisecond))
 
-	o := benchOpts{reps: c.Reps, pages: c.Pages, maxTime: c.MaxTime, seed: c.Seed}
+	o := benchOpts{reps: c.Reps, pages: c.Pages, maxTime: c.MaxTime, seed: c.Seed, dashboard: !c.NoDashboard}
 	for _, b := range backends {
 		var br *backendRun
 		switch b {
@@ -184,6 +187,11 @@ func loadAndMeasure(ctx context.Context, storeURL string, ds *dataset, o benchOp
 		return err
 	}
 	br.Results, err = measure(ctx, db, ds, o, br.Backend, logw)
+	if err == nil && o.dashboard {
+		var dash []*result
+		dash, err = measureDashboard(ctx, db, ds, o, br.Backend, logw)
+		br.Results = append(br.Results, dash...)
+	}
 	br.LoadAfter = loadAvg()
 	return err
 }

@@ -80,6 +80,16 @@ type result struct {
 	Samples   []time.Duration
 	Rows      int // rows returned in total, for the average page size
 	Truncated bool
+	// Target overrides the backend's p95 target (dashboard renders).
+	Target time.Duration
+}
+
+// target is the p95 this result is held to.
+func (r *result) target(br *backendRun) time.Duration {
+	if r.Target > 0 {
+		return r.Target
+	}
+	return br.Target
 }
 
 func (r *result) pct(p float64) time.Duration {
@@ -105,6 +115,8 @@ type benchOpts struct {
 	pages   int           // cursors to follow after the first page
 	maxTime time.Duration // per workload, so a pathological plan cannot stall the run
 	seed    uint64
+	// dashboard also renders the device list through the web handler.
+	dashboard bool
 }
 
 // measure runs every workload and the state count through the store API,

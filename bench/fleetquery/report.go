@@ -121,7 +121,7 @@ func printText(w io.Writer, rep *report) {
 	for _, br := range rep.Runs {
 		for _, r := range br.Results {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t< %s ms\t%s\n", br.Backend, r.Name, nCell(r), r.avgRows(),
-				f2(r.pct(0.5)), f2(r.pct(0.95)), f2(r.pct(0.99)), f2(r.pct(1)), strconv.Itoa(int(ms(br.Target))), verdict(r, br.Target))
+				f2(r.pct(0.5)), f2(r.pct(0.95)), f2(r.pct(0.99)), f2(r.pct(1)), strconv.Itoa(int(ms(r.target(br)))), verdict(r, r.target(br)))
 		}
 	}
 	tw.Flush()
@@ -171,7 +171,7 @@ func printMarkdown(w io.Writer, rep *report) {
 		for _, r := range br.Results {
 			fmt.Fprintf(w, "| %s | %s | %s | %.1f | %s | %s | %s | %s | < %d ms | %s |\n", br.Backend,
 				strings.ReplaceAll(r.Name, "|", `\|`), nCell(r), r.avgRows(), f2(r.pct(0.5)), f2(r.pct(0.95)), f2(r.pct(0.99)),
-				f2(r.pct(1)), int(ms(br.Target)), verdict(r, br.Target))
+				f2(r.pct(1)), int(ms(r.target(br))), verdict(r, r.target(br)))
 		}
 	}
 	if anyTruncated(rep) {
