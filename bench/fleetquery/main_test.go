@@ -35,15 +35,17 @@ func checkReport(t *testing.T, rep *report, out string, backends ...string) {
 		if br.Load.Devices != rep.Config.N+rep.Config.N2 || br.Load.Tags == 0 || br.Load.Attrs == 0 {
 			t.Errorf("%s: load stats %+v", br.Backend, br.Load)
 		}
-		if len(br.Results) != 2*len(workloads)+1 {
-			t.Fatalf("%s: %d results, want %d", br.Backend, len(br.Results), 2*len(workloads)+1)
+		// Each workload's first and later pages, the state summary, and
+		// one rendered dashboard view each.
+		if want := 2*len(workloads) + 1 + len(dashboardViews); len(br.Results) != want {
+			t.Fatalf("%s: %d results, want %d", br.Backend, len(br.Results), want)
 		}
 		for _, r := range br.Results {
 			first := !strings.HasSuffix(r.Key, "+")
 			if first && len(r.Samples) != rep.Config.Reps {
 				t.Errorf("%s %s: %d samples, want %d", br.Backend, r.Name, len(r.Samples), rep.Config.Reps)
 			}
-			if r.Key == "q1" && r.Rows == 0 {
+			if (r.Key == "q1" || r.Key == "d1") && r.Rows == 0 {
 				t.Errorf("%s %s: no rows at all", br.Backend, r.Name)
 			}
 		}
