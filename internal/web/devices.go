@@ -56,6 +56,12 @@ func parseFilter(q url.Values) filter {
 			}
 		}
 	}
+	// A serial search lists its matches in serial order unless asked
+	// otherwise: the serial index then serves the page directly, where
+	// registration order would sort every match of a short prefix.
+	if f.Sort == "" && strings.TrimSpace(f.Serial) != "" {
+		f.Sort = "serial"
+	}
 	if !model.SortField(f.Sort).Valid() {
 		f.Sort = "id"
 	}
