@@ -35,6 +35,8 @@ Then drive it from another terminal (the admin key is read from ./steward-data):
 		tenantCmd(), productCmd(), deviceCmd(), apiKeyCmd())
 	root.AddCommand(identityCmds(root)...) // identity.go
 	root.AddCommand(securityCmds()...)     // security.go
+	root.AddCommand(otaCmd())              // ota.go
+	root.AddCommand(simCmd())              // sim.go
 	if err := root.Execute(); err != nil {
 		var p *client.Problem
 		if errors.As(err, &p) {

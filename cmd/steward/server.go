@@ -20,7 +20,7 @@ import (
 // serverFlags are the command-line overrides of the configuration.
 type serverFlags struct {
 	configFile, dataDir, listen, storeURL, busURL, logLevel string
-	dev                                                     bool
+	dev, demo                                               bool
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -32,6 +32,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.busURL, "bus-url", "", "external NATS with JetStream, nats://host:port (default: embedded; env: STEWARD_BUS_URL)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (env: STEWARD_LOG_LEVEL)")
 	fl.BoolVar(&f.dev, "dev", false, "zero-config local run: SQLite and embedded NATS in the data folder, plain HTTP on loopback")
+	fl.BoolVar(&f.demo, "demo", false, "with --dev: run a simulated fleet of about 1,000 devices in-process (tenant \"Demo fleet\")")
 }
 
 // load builds the configuration: defaults < file < environment < flags.
@@ -99,6 +100,9 @@ written to <data-dir>/admin-api-key (mode 0600); it is never logged.`,
 			if err != nil {
 				return err
 			}
+			if f.demo && !cfg.Dev {
+				return fmt.Errorf("--demo runs only with --dev (a local trial)")
+			}
 			log := newLogger(cfg, os.Stderr)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -111,6 +115,15 @@ written to <data-dir>/admin-api-key (mode 0600); it is never logged.`,
 				return err
 			}
 			printBanner(cmd.OutOrStdout(), srv)
+			if f.demo {
+				stopDemo, err := startDemo(ctx, srv, log, cmd.ErrOrStderr())
+				if err != nil {
+					srv.Shutdown(context.Background())
+					return err
+				}
+				defer stopDemo() // runs after Shutdown below: the fleet sees the server go away
+				fmt.Fprintf(cmd.OutOrStdout(), "  Demo       %d simulated devices in tenant %q\n\n", demoDevices, demoTenant)
+			}
 			<-ctx.Done()
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)

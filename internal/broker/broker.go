@@ -134,6 +134,10 @@ type Deps struct {
 	Metrics   prometheus.Registerer // optional
 	Clock     func() time.Time      // optional (tests)
 	AuthCheck time.Duration         // timeout of one credential check (5 s)
+	// OnPresence, when set, learns that a device came online on this node
+	// or left it (internal/cluster routes by device subject with it). It
+	// runs on the connection's goroutine and must not block.
+	OnPresence func(tenantID, deviceID string, online bool)
 }
 
 // Broker is the running MQTT broker.

@@ -233,6 +233,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	b.reg.activate(s)
+	if b.d.OnPresence != nil {
+		b.d.OnPresence(s.tenantID, s.deviceID, true)
+	}
 	b.m.online.Set(float64(b.Online()))
 	b.log.Debug("mqtt device connected", "device", s.deviceID, "listener", s.listener, "remote", cl.Net.Remote)
 	b.note(note{kind: noteConnected, tenantID: s.tenantID, deviceID: s.deviceID, at: s.connectedAt, data: map[string]any{
@@ -274,6 +277,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	b.note(note{kind: noteTouch, tenantID: s.tenantID, deviceID: s.deviceID, at: now})
 	if b.reg.device(s.deviceID) == nil {
 		b.dropTwin(s.deviceID)
+		if b.d.OnPresence != nil {
+			b.d.OnPresence(s.tenantID, s.deviceID, false)
+		}
 	}
 }
 

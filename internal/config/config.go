@@ -36,6 +36,8 @@ type Config struct {
 		URL string `yaml:"url" env:"STEWARD_BUS_URL"`
 		// Prefix keeps deployments sharing one NATS apart.
 		Prefix string `yaml:"prefix" env:"STEWARD_BUS_PREFIX"`
+		// Replicas of the events stream on a clustered NATS (0 = 1).
+		Replicas int `yaml:"replicas" env:"STEWARD_BUS_REPLICAS"`
 	} `yaml:"bus"`
 	Log struct {
 		Level  string `yaml:"level" env:"STEWARD_LOG_LEVEL"`   // debug, info, warn, error
@@ -215,6 +217,9 @@ func (c *Config) Validate() error {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
 	}) >= 0 {
 		return &FieldError{"bus.prefix", fmt.Sprintf("%q must be letters, digits, - and _", c.Bus.Prefix)}
+	}
+	if c.Bus.Replicas < 0 || c.Bus.Replicas > 5 || (c.Bus.Replicas > 1 && c.Bus.URL == "") {
+		return &FieldError{"bus.replicas", fmt.Sprintf("%d must be 0 to 5, and more than 1 only with an external bus.url", c.Bus.Replicas)}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -73,6 +73,8 @@ type fixture struct {
 	hookURL   string
 	// security engine resources, when the server documents them (security_test.go)
 	sec securityFixture
+	// update service resources, when the server documents them (ota_test.go)
+	ota otaFixture
 }
 
 // sink is an endpoint that accepts every webhook delivery.
@@ -128,6 +130,9 @@ func (f *fixture) fill(t *testing.T) {
 	if documented(t, srv, "importSBOM") {
 		f.fillSecurity(t)
 	}
+	if documented(t, srv, "createArtifact") {
+		f.fillOTA(t)
+	}
 	if documented(t, srv, "createCommand") {
 		res = srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + f.device.ID + "/commands",
 			Key: key, Body: map[string]any{"name": "reboot"}})
@@ -178,6 +183,8 @@ func (f *fixture) pathID(param string) (string, bool) {
 		return f.sec.advisories[0], true
 	case "findingID":
 		return f.sec.findingID, true
+	case "artifactID":
+		return f.ota.artifactID, true
 	}
 	return "", false
 }
@@ -249,6 +256,9 @@ func (f *fixture) validBody(opID string) (any, bool) {
 	if b, ok := f.securityBody(opID); ok {
 		return b, true
 	}
+	if b, ok := f.otaBody(opID); ok {
+		return b, true
+	}
 	return nil, false
 }
 
@@ -260,6 +270,7 @@ func (f *fixture) secrets() []string {
 		s = append(s, f.commandID)
 	}
 	s = append(s, f.sec.secrets()...)
+	s = append(s, f.ota.secrets()...)
 	if f.identity.Enrolled != nil {
 		s = append(s, f.identity.Enrolled.DeviceID)
 	}

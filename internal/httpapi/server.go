@@ -50,6 +50,8 @@ type Deps struct {
 	Connectivity Connectivity
 	// Security: vulnerabilities, network policy, findings (findings.go).
 	Security Security
+	// OTA: artifacts and update metadata (ota.go).
+	OTA OTA
 }
 
 // API is the mounted REST API.
@@ -103,6 +105,7 @@ func New(d Deps) *API {
 	a.routesConnectivity()
 	a.routesUsers()
 	a.routesSecurity()
+	a.routesOTA()
 	a.router.Handle("/metrics", promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{Registry: d.Metrics}))
 	return a
 }

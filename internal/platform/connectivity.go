@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward/internal/broker"
+	"github.com/steward-iot/steward/internal/cluster"
 	"github.com/steward-iot/steward/internal/commands"
 	"github.com/steward-iot/steward/internal/httpapi"
 	"github.com/steward-iot/steward/internal/telemetry"
@@ -34,6 +35,8 @@ type connectivityParts struct {
 
 	connCancel context.CancelFunc
 	connWG     sync.WaitGroup
+	// locator finds a device's connection on any node (external bus only).
+	locator *cluster.Locator
 }
 
 // openConnectivity builds the services (the API needs them).
@@ -48,6 +51,9 @@ func (s *Server) openConnectivity() {
 func (s *Server) connectivityDeps() httpapi.Connectivity {
 	return httpapi.Connectivity{Twin: s.Twin, Commands: s.Commands, Telemetry: s.Telemetry,
 		Connection: func(tenantID, deviceID string) broker.Connection {
+			if l := s.locator; l != nil {
+				return l.Connection(tenantID, deviceID)
+			}
 			if b := s.Broker; b != nil {
 				return b.Connection(tenantID, deviceID)
 			}
@@ -89,16 +95,34 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 		}
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
-	b, err := broker.New(cfg, broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
-		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics})
+	deps := broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
+		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics}
+	var loc *cluster.Locator
+	if !s.Bus.Embedded() { // several nodes may share the bus: answer for our devices
+		loc = cluster.NewLocator(s.Bus, func(tenantID, deviceID string) broker.Connection {
+			if b := s.Broker; b != nil {
+				return b.Connection(tenantID, deviceID)
+			}
+			return broker.Connection{}
+		}, s.Log)
+		deps.OnPresence = loc.Presence
+	}
+	b, err := broker.New(cfg, deps)
 	if err != nil {
+		if loc != nil {
+			loc.Close()
+		}
 		return err
 	}
 	if err := b.Start(ctx); err != nil {
+		if loc != nil {
+			loc.Close()
+		}
 		return fmt.Errorf("%w (is another server running? change mqtt.listen, or set it to off)", err)
 	}
 	s.Authenticator.OnCutOff(b.CutOff)
 	s.Broker = b
+	s.locator = loc
 	return nil
 }
 
@@ -119,6 +143,9 @@ func (s *Server) stopConnectivity(ctx context.Context) error {
 	var err error
 	if s.Broker != nil {
 		err = s.Broker.Close(ctx)
+	}
+	if s.locator != nil {
+		s.locator.Close()
 	}
 	if s.connCancel != nil {
 		s.connCancel()

@@ -58,6 +58,8 @@ type Server struct {
 
 	securityParts // Vulns, Policy, Defender (security.go)
 
+	otaParts // OTA (ota.go)
+
 	// WebhookBackoff and WebhookPoll tune the webhook dispatcher (retry
 	// delays and how often due deliveries are looked for). Zero values keep
 	// the dispatcher's defaults (webhook.Backoff, 1s). Set them before
@@ -82,7 +84,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	}
 	s.Store = st
 	b, err := bus.Open(ctx, bus.Config{URL: cfg.Bus.URL, DataDir: filepath.Join(cfg.DataDir, "bus"), Prefix: cfg.Bus.Prefix,
-		Name: "steward"}, log.With("component", "bus"))
+		Replicas: cfg.Bus.Replicas, Name: "steward"}, log.With("component", "bus"))
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("opening the event bus: %w", err)
@@ -97,11 +99,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	s.Relay = events.NewRelay(st, b, log.With("component", "relay"), 0)
 	s.openConnectivity()
 	s.openSecurity()
+	if err := s.openOTA(); err != nil {
+		b.Close()
+		st.Close()
+		return nil, err
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.API = httpapi.New(httpapi.Deps{Registry: s.Registry, Store: st, Bus: b, Log: log, Metrics: metrics,
 		Version: version, AllowHTTPWebhooks: cfg.Dev || cfg.Webhooks.AllowHTTP, Ready: s.ready, Identity: s.Identity,
-		Connectivity: s.connectivityDeps(), Security: s.securityDeps()})
+		Connectivity: s.connectivityDeps(), Security: s.securityDeps(), OTA: s.otaDeps()})
 	if err := s.openDashboard(); err != nil {
 		b.Close()
 		st.Close()

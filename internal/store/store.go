@@ -101,6 +101,8 @@ type Reader interface {
 	IdentityReader // identity.go
 
 	SecurityReader // security.go
+
+	OTAReader // ota.go
 }
 
 // Tx is one transaction. Every change is made through a Tx, together with
@@ -140,6 +142,8 @@ type Tx interface {
 	IdentityWriter // identity.go
 
 	SecurityWriter // security.go
+
+	OTAWriter // ota.go
 
 	// Audit appends to the tenant's hash chain ("" = platform chain).
 	Audit(ctx context.Context, tenantID string, e model.AuditEntry) (*model.AuditRecord, error)

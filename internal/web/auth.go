@@ -109,6 +109,10 @@ func (d *Dashboard) home(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/tenants", http.StatusSeeOther)
 		return
 	}
+	if v.tenant != nil && v.tenant.Kind == model.TenantHousehold {
+		http.Redirect(w, r, "/home", http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, "/fleet", http.StatusSeeOther)
 }
 
@@ -144,6 +148,9 @@ func (d *Dashboard) explain(err error) string {
 		return capitalize(forb.Message) + "."
 	case registry.IsNotFound(err):
 		return "It no longer exists."
+	}
+	if m, ok := domainMessage(err); ok {
+		return m
 	}
 	msg := err.Error()
 	if isUserError(err) {

@@ -331,6 +331,7 @@ func (f *fleet) state(t *testing.T, id string) model.State {
 }
 
 func TestBrowser(t *testing.T) {
+	t.Parallel()
 	browser := startBrowser(t)
 	f := newFleet(t)
 	base := f.srv.URL

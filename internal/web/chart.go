@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Charts are drawn on the server as inline SVG: no script, no external
@@ -156,3 +158,77 @@ func truncate(s string, n int) string {
 }
 
 func esc(s string) string { return template.HTMLEscapeString(s) }
+
+// point is one value of a line chart.
+type point struct {
+	T time.Time
+	V float64
+}
+
+// lineChart draws values over time from..to as a line with a dot per
+// value, with the value axis from the smallest to the largest value.
+func lineChart(id, title string, from, to time.Time, pts []point) template.HTML {
+	const (
+		width, height = 640, 240
+		left, right   = 56, 12
+		top, bottom   = 12, 28
+	)
+	var s strings.Builder
+	desc := describeLine(pts)
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, p := range pts {
+		lo, hi = math.Min(lo, p.V), math.Max(hi, p.V)
+	}
+	fmt.Fprintf(&s, `<svg class="chart line" id="%s" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t %s-d" data-points="%d" xmlns="http://www.w3.org/2000/svg">`,
+		id, width, height, id, id, len(pts))
+	fmt.Fprintf(&s, `<title id="%s-t">%s</title><desc id="%s-d">%s</desc>`, id, esc(title), id, esc(desc))
+	plotW, plotH := float64(width-left-right), float64(height-top-bottom)
+	fmt.Fprintf(&s, `<rect x="%d" y="%d" width="%.0f" height="%.0f" fill="none" stroke="#d1d5db"/>`, left, top, plotW, plotH)
+	if len(pts) == 0 {
+		fmt.Fprintf(&s, `<text x="%d" y="%d" font-size="14" fill="#4b5563">No values in this range.</text></svg>`, left+12, top+28)
+		return template.HTML(s.String())
+	}
+	if hi == lo {
+		lo, hi = lo-1, hi+1
+	}
+	span := float64(to.Sub(from))
+	x := func(t time.Time) float64 {
+		f := float64(t.Sub(from)) / span
+		return float64(left) + math.Max(0, math.Min(1, f))*plotW
+	}
+	y := func(v float64) float64 { return float64(top) + (hi-v)/(hi-lo)*plotH }
+	fmt.Fprintf(&s, `<text x="%d" y="%d" font-size="12" fill="#4b5563" text-anchor="end">%s</text>`, left-6, top+10, esc(num(hi)))
+	fmt.Fprintf(&s, `<text x="%d" y="%d" font-size="12" fill="#4b5563" text-anchor="end">%s</text>`, left-6, height-bottom, esc(num(lo)))
+	fmt.Fprintf(&s, `<text x="%d" y="%d" font-size="12" fill="#4b5563">%s</text>`, left, height-8, esc(from.UTC().Format("01-02 15:04")))
+	fmt.Fprintf(&s, `<text x="%d" y="%d" font-size="12" fill="#4b5563" text-anchor="end">%s UTC</text>`, width-right, height-8, esc(to.UTC().Format("01-02 15:04")))
+	s.WriteString(`<polyline fill="none" stroke="#1d4ed8" stroke-width="2" points="`)
+	for i, p := range pts {
+		if i > 0 {
+			s.WriteByte(' ')
+		}
+		fmt.Fprintf(&s, "%.1f,%.1f", x(p.T), y(p.V))
+	}
+	s.WriteString(`"/>`)
+	for _, p := range pts {
+		fmt.Fprintf(&s, `<circle class="pt" cx="%.1f" cy="%.1f" r="3" fill="#1d4ed8"><title>%s: %s</title></circle>`,
+			x(p.T), y(p.V), p.T.UTC().Format("2006-01-02 15:04:05"), esc(num(p.V)))
+	}
+	s.WriteString(`</svg>`)
+	return template.HTML(s.String())
+}
+
+// describeLine says in words what a line chart shows.
+func describeLine(pts []point) string {
+	if len(pts) == 0 {
+		return "No values in this range."
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, p := range pts {
+		lo, hi = math.Min(lo, p.V), math.Max(hi, p.V)
+	}
+	return fmt.Sprintf("%d values from %s to %s; lowest %s, highest %s, last %s.", len(pts),
+		pts[0].T.UTC().Format("2006-01-02 15:04"), pts[len(pts)-1].T.UTC().Format("2006-01-02 15:04 UTC"),
+		num(lo), num(hi), num(pts[len(pts)-1].V))
+}
+
+func num(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }

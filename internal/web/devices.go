@@ -226,6 +226,7 @@ type deviceData struct {
 	Allowed     []model.State
 	Transitions []transitionRow
 	Audit       []auditRow
+	Parts       *deviceParts
 	TagsText    string
 	AttrsText   string
 }
@@ -278,6 +279,10 @@ func (d *Dashboard) devicePage(w http.ResponseWriter, r *http.Request) {
 		for _, rec := range recs {
 			data.Audit = append(data.Audit, auditRow{AuditRecord: rec, ActorName: names.Name(rec.Actor)})
 		}
+	}
+	if data.Parts, err = d.loadDeviceParts(ctx, tid, dev, r.URL.Query()); err != nil {
+		d.internal(w, r, err)
+		return
 	}
 	title := dev.Serial
 	if dev.Name != "" {

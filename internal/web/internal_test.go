@@ -122,3 +122,30 @@ func TestSameOrigin(t *testing.T) {
 		}
 	}
 }
+
+func TestLineChartScalesAndDescribes(t *testing.T) {
+	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	to := from.Add(time.Hour)
+	pts := []point{{from.Add(15 * time.Minute), 10}, {from.Add(30 * time.Minute), 30}, {from.Add(45 * time.Minute), 20}}
+	svg := string(lineChart("l1", "temp <&>", from, to, pts))
+	for _, want := range []string{`role="img"`, `<title id="l1-t">temp &lt;&amp;&gt;</title>`, `data-points="3"`,
+		"lowest 10, highest 30, last 20.", `aria-labelledby="l1-t l1-d"`} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("line chart lacks %q:\n%s", want, svg)
+		}
+	}
+	if n := strings.Count(svg, `<circle class="pt"`); n != 3 {
+		t.Errorf("line chart draws %d dots, want 3", n)
+	}
+	// The highest value touches the top of the plot, the lowest its bottom.
+	if !strings.Contains(svg, `cx="342.0" cy="12.0"`) || !strings.Contains(svg, `cy="212.0"`) {
+		t.Errorf("line chart is not scaled to its values:\n%s", svg)
+	}
+	if !strings.Contains(string(lineChart("l2", "none", from, to, nil)), "No values in this range.") {
+		t.Error("an empty line chart says nothing")
+	}
+	// One value (or all equal) still draws, without dividing by zero.
+	if one := string(lineChart("l3", "one", from, to, pts[:1])); strings.Contains(one, "NaN") || strings.Contains(one, "Inf") {
+		t.Errorf("a single value: %s", one)
+	}
+}

@@ -53,7 +53,11 @@ type view struct {
 	Flash   *flash
 	Tenants []model.Tenant // the tenant switcher's choices (platform admins)
 	Version string
-	Path    string // this page's address, for forms that come back to it
+	// HasFindings: the security engine is wired in (the Findings page).
+	HasFindings bool
+	// HasVulns: vulnerability matching is wired in (the Vulnerabilities page).
+	HasVulns bool
+	Path     string // this page's address, for forms that come back to it
 	// Live pages open an event stream that starts after LiveAfter (the
 	// bus position when the page was made).
 	Live      bool
@@ -131,6 +135,8 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 	}
 	vw.Visit = visitFrom(r.Context())
 	vw.Version = d.Version
+	vw.HasFindings = d.Defender != nil
+	vw.HasVulns = d.Vulns != nil
 	vw.Path = r.URL.RequestURI()
 	if vw.Visit != nil {
 		vw.CSRF = vw.Visit.sess.CSRF
@@ -183,6 +189,9 @@ var funcs = template.FuncMap{
 		return when(*t)
 	},
 	"iso":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"cmdLabel":  commandLabel,
+	"revoked":   func(t *time.Time) bool { return t != nil },
+	"expired":   func(t time.Time) bool { return time.Now().After(t) },
 	"short":     func(b []byte) string { return fmt.Sprintf("%x", b[:min(len(b), 6)]) },
 	"summary":   summary,
 	"join":      strings.Join,

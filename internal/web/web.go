@@ -22,8 +22,14 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/steward-iot/steward/internal/bus"
+	"github.com/steward-iot/steward/internal/commands"
+	"github.com/steward-iot/steward/internal/defender"
+	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/registry"
 	"github.com/steward-iot/steward/internal/store"
+	"github.com/steward-iot/steward/internal/telemetry"
+	"github.com/steward-iot/steward/internal/twin"
+	"github.com/steward-iot/steward/internal/vuln"
 )
 
 //go:embed templates static
@@ -34,8 +40,16 @@ type Deps struct {
 	Registry *registry.Service
 	Store    store.Store
 	Bus      *bus.Bus // nil: no live updates
-	Log      *slog.Logger
-	Version  string
+	// The device services; each may be nil, and the dashboard then leaves
+	// out the pages and sections built on it.
+	Identity  *identity.Service  // claims, certificates
+	Twin      *twin.Service      // device twins
+	Commands  *commands.Service  // device commands
+	Telemetry *telemetry.Service // telemetry charts
+	Defender  *defender.Engine   // security findings
+	Vulns     *vuln.Service      // advisories affecting the fleet
+	Log       *slog.Logger
+	Version   string
 	// SecureCookies marks cookies Secure even on plain-HTTP requests (a
 	// TLS proxy in front). Requests that arrive over TLS always get it.
 	SecureCookies bool
@@ -158,6 +172,15 @@ func (d *Dashboard) routes() chi.Router {
 	r.Get("/devices/{deviceID}", d.signedIn(d.devicePage))
 	r.Post("/devices/{deviceID}/transition", d.signedIn(d.deviceTransition))
 	r.Post("/devices/{deviceID}/edit", d.signedIn(d.deviceEdit))
+	r.Post("/devices/{deviceID}/twin", d.signedIn(d.twinDesired))
+	r.Post("/devices/{deviceID}/commands", d.signedIn(d.commandSend))
+	r.Post("/devices/{deviceID}/certificates/{serial}/revoke", d.signedIn(d.certRevoke))
+	r.Get("/home", d.signedIn(d.myHome))
+	r.Post("/home/claim", d.signedIn(d.claimSubmit))
+	r.Get("/findings", d.signedIn(d.findingsPage))
+	r.Post("/findings/{findingID}/suppress", d.signedIn(d.findingSuppress))
+	r.Get("/vulnerabilities", d.signedIn(d.vulnsPage))
+	r.Get("/vulnerabilities/{advisoryID}", d.signedIn(d.advisoryPage))
 	r.Get("/audit", d.signedIn(d.auditPage))
 
 	r.Get("/settings", d.signedIn(d.settingsHome))

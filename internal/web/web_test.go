@@ -155,7 +155,7 @@ func TestEveryFormHasCSRFToken(t *testing.T) {
 	c := newClient(t, w.srv.URL)
 	c.signIn(w.adminA, password)
 	pages := []string{"/fleet", "/devices", "/devices/" + w.devA.ID, "/audit", "/settings/keys", "/settings/webhooks",
-		"/settings/webhooks/" + w.hookA, "/settings/users", "/account"}
+		"/settings/webhooks/" + w.hookA, "/settings/users", "/account", "/home", "/findings", "/vulnerabilities"}
 	forms := 0
 	check := func(c *client, path string) {
 		p := c.get(path)

@@ -1,0 +1,243 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/store"
+)
+
+const artifactCols = `id, tenant_id, name, version, product_ids, hardware_ids, sbom_ref, release_notes, sha256, length,
+	uploaded_at, created_at, created_by`
+
+func scanArtifact(s scanner) (*model.Artifact, error) {
+	var a model.Artifact
+	var products, hardware string
+	var uploaded, created int64
+	if err := s.Scan(&a.ID, &a.TenantID, &a.Name, &a.Version, &products, &hardware, &a.SBOMRef, &a.ReleaseNotes,
+		&a.SHA256, &a.Length, &uploaded, &created, &a.CreatedBy); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(products), &a.ProductIDs); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(hardware), &a.HardwareIDs); err != nil {
+		return nil, err
+	}
+	if a.ProductIDs == nil {
+		a.ProductIDs = []string{}
+	}
+	if a.HardwareIDs == nil {
+		a.HardwareIDs = []string{}
+	}
+	a.UploadedAt, a.CreatedAt = ptrFromMicro(uploaded), fromMicro(created)
+	return &a, nil
+}
+
+func (r reader) GetArtifact(ctx context.Context, tenantID, id string) (*model.Artifact, error) {
+	a, err := scanArtifact(r.row(ctx, `SELECT `+artifactCols+` FROM artifacts WHERE tenant_id = ? AND id = ?`, tenantID, id))
+	return a, mapErr(err, "")
+}
+
+func (r reader) ListArtifacts(ctx context.Context, tenantID string, o store.ListOptions) ([]model.Artifact, string, error) {
+	c, err := decodeCursor(o.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := clampLimit(o.Limit, 50, 1000)
+	q := `SELECT ` + artifactCols + ` FROM artifacts WHERE tenant_id = ?`
+	args := []any{tenantID}
+	if c != nil {
+		q += ` AND id < ?`
+		args = append(args, c.I)
+	}
+	rows, err := r.query(ctx, q+` ORDER BY id DESC LIMIT ?`, append(args, limit+1)...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var out []model.Artifact
+	for rows.Next() {
+		a, err := scanArtifact(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, *a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	out = out[:limit]
+	return out, encodeCursor(cursor{I: out[limit-1].ID}), nil
+}
+
+func (r reader) ArtifactDigestInUse(ctx context.Context, sha256 string) (bool, error) {
+	var n int
+	if err := r.row(ctx, `SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`, sha256).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+func jsonList(v []string) string {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func (t *tx) CreateArtifact(ctx context.Context, a *model.Artifact) error {
+	_, err := t.exec(ctx, `INSERT INTO artifacts (`+artifactCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.TenantID, a.Name, a.Version, jsonList(a.ProductIDs), jsonList(a.HardwareIDs), a.SBOMRef, a.ReleaseNotes,
+		a.SHA256, a.Length, ptrMicro(a.UploadedAt), toMicro(a.CreatedAt), a.CreatedBy)
+	return mapErr(err, "artifact "+a.ID)
+}
+
+func (t *tx) SetArtifactContent(ctx context.Context, a *model.Artifact) error {
+	res, err := t.exec(ctx, `UPDATE artifacts SET sha256 = ?, length = ?, uploaded_at = ?
+		WHERE tenant_id = ? AND id = ? AND uploaded_at = 0`, a.SHA256, a.Length, ptrMicro(a.UploadedAt), a.TenantID, a.ID)
+	if err != nil {
+		return mapErr(err, "")
+	}
+	return affectedOrStale(ctx, res, func() error {
+		_, err := t.GetArtifact(ctx, a.TenantID, a.ID)
+		return err
+	})
+}
+
+func (t *tx) DeleteArtifact(ctx context.Context, tenantID, id string) error {
+	res, err := t.exec(ctx, `DELETE FROM artifacts WHERE tenant_id = ? AND id = ?`, tenantID, id)
+	if err != nil {
+		return mapErr(err, "")
+	}
+	return mustAffect(res)
+}
+
+func (r reader) ArtifactsByDigest(ctx context.Context, tenantID, sha256 string) ([]model.Artifact, error) {
+	rows, err := r.query(ctx, `SELECT `+artifactCols+` FROM artifacts WHERE tenant_id = ? AND sha256 = ? ORDER BY id`, tenantID, sha256)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []model.Artifact
+	for rows.Next() {
+		a, err := scanArtifact(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *a)
+	}
+	return out, rows.Err()
+}
+
+// ---- vendor metadata ----
+
+func (r reader) VendorRoots(ctx context.Context, tenantID string, afterVersion int64) ([]model.VendorRoot, error) {
+	rows, err := r.query(ctx, `SELECT tenant_id, version, expires, body, created_at, created_by FROM ota_vendor_roots
+		WHERE tenant_id = ? AND version > ? ORDER BY version LIMIT 1000`, tenantID, afterVersion)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []model.VendorRoot
+	for rows.Next() {
+		v, err := scanVendorRoot(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *v)
+	}
+	return out, rows.Err()
+}
+
+func scanVendorRoot(s scanner) (*model.VendorRoot, error) {
+	var v model.VendorRoot
+	var exp, created int64
+	if err := s.Scan(&v.TenantID, &v.Version, &exp, &v.Body, &created, &v.CreatedBy); err != nil {
+		return nil, err
+	}
+	v.Expires, v.CreatedAt = fromMicro(exp), fromMicro(created)
+	return &v, nil
+}
+
+func (r reader) LatestVendorRoot(ctx context.Context, tenantID string) (*model.VendorRoot, error) {
+	v, err := scanVendorRoot(r.row(ctx, `SELECT tenant_id, version, expires, body, created_at, created_by FROM ota_vendor_roots
+		WHERE tenant_id = ? ORDER BY version DESC LIMIT 1`, tenantID))
+	return v, mapErr(err, "")
+}
+
+func (r reader) LatestVendorTargets(ctx context.Context, tenantID string) (*model.VendorTargets, error) {
+	var v model.VendorTargets
+	var exp, created int64
+	err := r.row(ctx, `SELECT tenant_id, version, expires, targets, body, created_at, created_by FROM ota_vendor_targets
+		WHERE tenant_id = ? ORDER BY version DESC LIMIT 1`, tenantID).Scan(&v.TenantID, &v.Version, &exp, &v.Targets, &v.Body, &created, &v.CreatedBy)
+	if err != nil {
+		return nil, mapErr(err, "")
+	}
+	v.Expires, v.CreatedAt = fromMicro(exp), fromMicro(created)
+	return &v, nil
+}
+
+func (t *tx) AddVendorRoot(ctx context.Context, v *model.VendorRoot) error {
+	_, err := t.exec(ctx, `INSERT INTO ota_vendor_roots (tenant_id, version, expires, body, created_at, created_by)
+		VALUES (?, ?, ?, ?, ?, ?)`, v.TenantID, v.Version, toMicro(v.Expires), v.Body, toMicro(v.CreatedAt), v.CreatedBy)
+	return mapErr(err, "vendor root version "+strconv.FormatInt(v.Version, 10))
+}
+
+func (t *tx) AddVendorTargets(ctx context.Context, v *model.VendorTargets) error {
+	_, err := t.exec(ctx, `INSERT INTO ota_vendor_targets (tenant_id, version, expires, targets, body, created_at, created_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, v.TenantID, v.Version, toMicro(v.Expires), v.Targets, v.Body, toMicro(v.CreatedAt), v.CreatedBy)
+	return mapErr(err, "vendor targets version "+strconv.FormatInt(v.Version, 10))
+}
+
+// ---- director assignments ----
+
+const assignmentCols = `device_id, tenant_id, artifact_id, target_name, version, hardware_id, campaign_id, director_version,
+	body, expires, created_at, created_by`
+
+func (r reader) GetAssignment(ctx context.Context, tenantID, deviceID string) (*model.Assignment, error) {
+	var a model.Assignment
+	var exp, created int64
+	err := r.row(ctx, `SELECT `+assignmentCols+` FROM ota_assignments WHERE tenant_id = ? AND device_id = ?`, tenantID, deviceID).
+		Scan(&a.DeviceID, &a.TenantID, &a.ArtifactID, &a.TargetName, &a.Version, &a.HardwareID, &a.CampaignID, &a.DirectorVersion,
+			&a.Body, &exp, &created, &a.CreatedBy)
+	if err != nil {
+		return nil, mapErr(err, "")
+	}
+	a.Expires, a.CreatedAt = fromMicro(exp), fromMicro(created)
+	return &a, nil
+}
+
+func (t *tx) PutAssignment(ctx context.Context, a *model.Assignment) error {
+	res, err := t.exec(ctx, `UPDATE ota_assignments SET artifact_id = ?, target_name = ?, version = ?, hardware_id = ?,
+		campaign_id = ?, director_version = ?, body = ?, expires = ?, created_at = ?, created_by = ?
+		WHERE tenant_id = ? AND device_id = ? AND director_version < ?`,
+		a.ArtifactID, a.TargetName, a.Version, a.HardwareID, a.CampaignID, a.DirectorVersion, a.Body, toMicro(a.Expires),
+		toMicro(a.CreatedAt), a.CreatedBy, a.TenantID, a.DeviceID, a.DirectorVersion)
+	if err != nil {
+		return mapErr(err, "")
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return nil
+	}
+	if _, err := t.GetAssignment(ctx, a.TenantID, a.DeviceID); err == nil {
+		return store.ErrStale
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO ota_assignments (`+assignmentCols+`)
+		SELECT id, tenant_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM devices WHERE tenant_id = ? AND id = ?`,
+		a.ArtifactID, a.TargetName, a.Version, a.HardwareID, a.CampaignID, a.DirectorVersion, a.Body, toMicro(a.Expires),
+		toMicro(a.CreatedAt), a.CreatedBy, a.TenantID, a.DeviceID)
+	if err != nil {
+		return mapErr(err, "")
+	}
+	return t.mustExist(ctx, `SELECT 1 FROM ota_assignments WHERE tenant_id = ? AND device_id = ?`, a.TenantID, a.DeviceID)
+}
