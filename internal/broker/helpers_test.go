@@ -241,6 +241,29 @@ func next(t *testing.T, inbox chan msg, topic string) msg {
 	}
 }
 
+// nextEach waits for one message on each of the topics, in any order;
+// messages on other topics are skipped.
+func nextEach(t *testing.T, inbox chan msg, topics ...string) map[string]msg {
+	t.Helper()
+	got := map[string]msg{}
+	deadline := time.After(10 * time.Second)
+	for len(got) < len(topics) {
+		select {
+		case m := <-inbox:
+			for _, tp := range topics {
+				if m.topic == tp {
+					if _, seen := got[tp]; !seen {
+						got[tp] = m
+					}
+				}
+			}
+		case <-deadline:
+			t.Fatalf("within 10s got messages on %d of %v", len(got), topics)
+		}
+	}
+	return got
+}
+
 // none checks that nothing arrives on topic for d.
 func none(t *testing.T, inbox chan msg, topic string, d time.Duration) {
 	t.Helper()
