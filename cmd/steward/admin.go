@@ -19,7 +19,7 @@ import (
 // apiFlags are shared by every verb that calls the API.
 type apiFlags struct {
 	server, key, keyFile, tenant, caFile string
-	insecure, asJSON                    bool
+	insecure, asJSON                     bool
 }
 
 func addAPIFlags(cmd *cobra.Command) *apiFlags {
@@ -278,4 +278,3 @@ func apiKeyCmd() *cobra.Command {
 	cmd.AddCommand(create, list, revoke)
 	return cmd
 }
-

@@ -40,7 +40,10 @@ func TestVerifier(t *testing.T) {
 		{"intact", func(r []model.AuditRecord) ([]model.AuditRecord, int64) { return r, 5 }, 0},
 		{"altered action", func(r []model.AuditRecord) ([]model.AuditRecord, int64) { r[2].Action = "x"; return r, 5 }, 3},
 		{"altered summary", func(r []model.AuditRecord) ([]model.AuditRecord, int64) { r[1].Summary = []byte(`{}`); return r, 5 }, 2},
-		{"altered time", func(r []model.AuditRecord) ([]model.AuditRecord, int64) { r[4].Time = r[4].Time.Add(time.Second); return r, 5 }, 5},
+		{"altered time", func(r []model.AuditRecord) ([]model.AuditRecord, int64) {
+			r[4].Time = r[4].Time.Add(time.Second)
+			return r, 5
+		}, 5},
 		{"rehashed but unlinked", func(r []model.AuditRecord) ([]model.AuditRecord, int64) {
 			r[2].Actor = "key:evil"
 			r[2].Hash = Hash(&r[2])

@@ -19,23 +19,23 @@ import (
 type Permission string
 
 const (
-	TenantsRead     Permission = "tenants:read"
-	TenantsWrite    Permission = "tenants:write"
-	ProductsRead    Permission = "products:read"
-	ProductsWrite   Permission = "products:write"
-	DevicesRead     Permission = "devices:read"
-	DevicesWrite    Permission = "devices:write"
+	TenantsRead      Permission = "tenants:read"
+	TenantsWrite     Permission = "tenants:write"
+	ProductsRead     Permission = "products:read"
+	ProductsWrite    Permission = "products:write"
+	DevicesRead      Permission = "devices:read"
+	DevicesWrite     Permission = "devices:write"
 	DevicesLifecycle Permission = "devices:lifecycle"
-	GroupsRead      Permission = "groups:read"
-	GroupsWrite     Permission = "groups:write"
-	KeysRead        Permission = "keys:read"
-	KeysWrite       Permission = "keys:write"
-	AuditRead       Permission = "audit:read"
-	WebhooksRead    Permission = "webhooks:read"
-	WebhooksWrite   Permission = "webhooks:write"
-	EventsRead      Permission = "events:read"
-	UsersRead       Permission = "users:read"
-	UsersWrite      Permission = "users:write"
+	GroupsRead       Permission = "groups:read"
+	GroupsWrite      Permission = "groups:write"
+	KeysRead         Permission = "keys:read"
+	KeysWrite        Permission = "keys:write"
+	AuditRead        Permission = "audit:read"
+	WebhooksRead     Permission = "webhooks:read"
+	WebhooksWrite    Permission = "webhooks:write"
+	EventsRead       Permission = "events:read"
+	UsersRead        Permission = "users:read"
+	UsersWrite       Permission = "users:write"
 )
 
 // grants is the whole role table. Platform admins hold everything.
@@ -96,7 +96,9 @@ func (p *Principal) Platform() bool { return p != nil && p.Role == model.RolePla
 type ctxKey struct{}
 
 // With attaches a principal to a context.
-func With(ctx context.Context, p *Principal) context.Context { return context.WithValue(ctx, ctxKey{}, p) }
+func With(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
 
 // From returns the context's principal, or nil.
 func From(ctx context.Context) *Principal {

@@ -25,8 +25,8 @@ type Config struct {
 	// the first admin's credentials.
 	DataDir string `yaml:"data_dir" env:"STEWARD_DATA_DIR"`
 	// Dev: zero-config local run (plain HTTP on loopback, http webhooks allowed).
-	Dev  bool       `yaml:"dev" env:"STEWARD_DEV"`
-	HTTP HTTPConfig `yaml:"http"`
+	Dev   bool       `yaml:"dev" env:"STEWARD_DEV"`
+	HTTP  HTTPConfig `yaml:"http"`
 	Store struct {
 		// URL: sqlite:PATH or postgres://… (default: SQLite in DataDir).
 		URL string `yaml:"url" env:"STEWARD_STORE_URL"`

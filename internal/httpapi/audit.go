@@ -32,7 +32,7 @@ type auditVerifyOut struct {
 
 func (a *API) routesAudit() {
 	reg(a, huma.Operation{OperationID: "listAudit", Method: http.MethodGet, Path: Prefix + "/audit",
-		Summary: "Read the tenant's audit trail, oldest first",
+		Summary:     "Read the tenant's audit trail, oldest first",
 		Description: "Platform admins without " + TenantHeader + " read the platform chain."},
 		access{perm: authz.AuditRead},
 		func(ctx context.Context, in *auditListIn) (*auditList, error) {
@@ -48,7 +48,7 @@ func (a *API) routesAudit() {
 			return out, nil
 		})
 	reg(a, huma.Operation{OperationID: "verifyAudit", Method: http.MethodGet, Path: Prefix + "/audit/verify",
-		Summary: "Check the hash chain of the tenant's audit trail",
+		Summary:     "Check the hash chain of the tenant's audit trail",
 		Description: "Platform admins without " + TenantHeader + " check every chain."},
 		access{perm: authz.AuditRead},
 		func(ctx context.Context, _ *struct{}) (*auditVerifyOut, error) {

@@ -262,7 +262,7 @@ func (a *API) routesDevices() {
 			return nil, notFoundAs(a.Registry.DeleteDevice(ctx, authz.From(ctx), tenantOf(ctx), in.DeviceID), "device", in.DeviceID)
 		})
 	reg(a, huma.Operation{OperationID: "transitionDevice", Method: http.MethodPost, Path: Prefix + "/devices/{deviceID}/transitions",
-		Summary: "Move a device to another lifecycle state",
+		Summary:     "Move a device to another lifecycle state",
 		Description: "Refused with 409 when the lifecycle does not allow it; the error names the current state and the allowed ones."},
 		access{perm: authz.DevicesLifecycle, tenant: true},
 		func(ctx context.Context, in *transitionIn) (*transitionOut, error) {
@@ -289,4 +289,3 @@ func (a *API) routesDevices() {
 			return out, nil
 		})
 }
-

@@ -121,4 +121,3 @@ func notFoundAs(err error, what, id string) error {
 	}
 	return err
 }
-
