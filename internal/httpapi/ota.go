@@ -79,7 +79,12 @@ func otaErr(err error, id string) error {
 	return notFoundAs(err, "artifact", id)
 }
 
-var octetStream = map[string]*huma.MediaType{"application/octet-stream": {Schema: &huma.Schema{Type: "string", Format: "binary"}}}
+// octetStream describes a binary body. A new value each time: huma
+// annotates the schema it is given, so one shared value would be written by
+// every API instance built (tests build several at once).
+func octetStream() map[string]*huma.MediaType {
+	return map[string]*huma.MediaType{"application/octet-stream": {Schema: &huma.Schema{Type: "string", Format: "binary"}}}
+}
 
 func (a *API) routesOTA() {
 	if a.OTA.Artifacts == nil {
@@ -136,7 +141,7 @@ func (a *API) routesOTA() {
 		Tags: tag, Summary: "Upload an update image's content",
 		Description: fmt.Sprintf("The body is the image, streamed to storage (any content type, at most %d bytes by default) "+
 			"and stored by its SHA-256. The content is set once; the answer holds its digest and length.", ota.DefaultMaxArtifactBytes),
-		RequestBody: &huma.RequestBody{Required: true, Content: octetStream}},
+		RequestBody: &huma.RequestBody{Required: true, Content: octetStream()}},
 		access{perm: authz.ProductsWrite, tenant: true},
 		func(ctx context.Context, in *artifactUploadIn) (*artifactOut, error) {
 			art, err := svc.Upload(ctx, authz.From(ctx).Actor(), tenantOf(ctx), in.ArtifactID, in.body, in.SHA256)
@@ -149,8 +154,8 @@ func (a *API) routesOTA() {
 		Tags: tag, Summary: "Download an update image",
 		Description: "Supports Range requests (resume) and conditional requests: the ETag is the content's SHA-256.",
 		Responses: map[string]*huma.Response{
-			"200": {Description: "The whole image.", Content: octetStream},
-			"206": {Description: "The requested range.", Content: octetStream},
+			"200": {Description: "The whole image.", Content: octetStream()},
+			"206": {Description: "The requested range.", Content: octetStream()},
 		}},
 		access{perm: authz.ProductsRead, tenant: true},
 		func(ctx context.Context, in *artifactIDIn) (*huma.StreamResponse, error) {
