@@ -52,38 +52,9 @@ func (r reader) GetCommand(ctx context.Context, tenantID, id string) (*model.Com
 }
 
 func (r reader) ListCommands(ctx context.Context, tenantID, deviceID string, o store.ListOptions) ([]model.Command, string, error) {
-	c, err := decodeCursor(o.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	limit := clampLimit(o.Limit, 50, 1000)
-	q := `SELECT ` + commandCols + ` FROM commands WHERE tenant_id = ? AND device_id = ?`
-	args := []any{tenantID, deviceID}
-	if c != nil {
-		q += ` AND id < ?`
-		args = append(args, c.I)
-	}
-	rows, err := r.query(ctx, q+` ORDER BY id DESC LIMIT ?`, append(args, limit+1)...)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []model.Command
-	for rows.Next() {
-		cmd, err := scanCommand(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *cmd)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	if len(out) <= limit {
-		return out, "", nil
-	}
-	out = out[:limit]
-	return out, encodeCursor(cursor{I: out[limit-1].ID}), nil
+	// Newest first: IDs are time-ordered.
+	return keysetPage(ctx, r, page{query: `SELECT ` + commandCols + ` FROM commands WHERE tenant_id = ? AND device_id = ?`, keyCol: "id", kind: "commands", desc: true, defLimit: 50},
+		[]any{tenantID, deviceID}, o, scanCommand, func(v model.Command) string { return v.ID })
 }
 
 func (r reader) PendingCommands(ctx context.Context, tenantID, deviceID string, now time.Time, limit int) ([]model.Command, error) {

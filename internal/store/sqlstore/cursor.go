@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 
@@ -53,4 +54,60 @@ func decodeCursorOf(s, kind string) (*cursor, error) {
 		return nil, store.ErrBadCursor
 	}
 	return c, nil
+}
+
+// page describes one keyset-paged list: query is a SELECT with a WHERE
+// clause and no ORDER BY, keyCol a unique column to order by, kind binds
+// the list's cursors to it.
+type page struct {
+	query, keyCol, kind string
+	desc                bool // newest first
+	defLimit            int  // when the caller asks for none
+}
+
+// keysetPage reads one page of p: the rows after the cursor's key, at most
+// the asked limit, and the cursor of the next page ("" on the last one).
+func keysetPage[T any](ctx context.Context, r reader, p page, args []any, o store.ListOptions,
+	scan func(scanner) (*T, error), key func(T) string) ([]T, string, error) {
+	c, err := decodeCursorOf(o.Cursor, p.kind)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := clampLimit(o.Limit, p.defLimit, 1000)
+	cmp, dir := ">", "ASC"
+	if p.desc {
+		cmp, dir = "<", "DESC"
+	}
+	q := p.query
+	if c != nil {
+		q += ` AND ` + p.keyCol + ` ` + cmp + ` ?`
+		args = append(args, c.I)
+	}
+	rows, err := r.query(ctx, q+` ORDER BY `+p.keyCol+` `+dir+` LIMIT ?`, append(args, limit+1)...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, *v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	out = out[:limit]
+	return out, encodeCursor(cursor{I: key(out[limit-1]), T: p.kind}), nil
+}
+
+// pageByKey pages q ascending by keyCol, 100 rows unless asked otherwise.
+func pageByKey[T any](ctx context.Context, r reader, q, keyCol, kind string, args []any, o store.ListOptions,
+	scan func(scanner) (*T, error), key func(T) string) ([]T, string, error) {
+	return keysetPage(ctx, r, page{query: q, keyCol: keyCol, kind: kind, defLimit: 100}, args, o, scan, key)
 }

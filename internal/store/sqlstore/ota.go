@@ -43,38 +43,9 @@ func (r reader) GetArtifact(ctx context.Context, tenantID, id string) (*model.Ar
 }
 
 func (r reader) ListArtifacts(ctx context.Context, tenantID string, o store.ListOptions) ([]model.Artifact, string, error) {
-	c, err := decodeCursor(o.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	limit := clampLimit(o.Limit, 50, 1000)
-	q := `SELECT ` + artifactCols + ` FROM artifacts WHERE tenant_id = ?`
-	args := []any{tenantID}
-	if c != nil {
-		q += ` AND id < ?`
-		args = append(args, c.I)
-	}
-	rows, err := r.query(ctx, q+` ORDER BY id DESC LIMIT ?`, append(args, limit+1)...)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []model.Artifact
-	for rows.Next() {
-		a, err := scanArtifact(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	if len(out) <= limit {
-		return out, "", nil
-	}
-	out = out[:limit]
-	return out, encodeCursor(cursor{I: out[limit-1].ID}), nil
+	// Newest first: IDs are time-ordered.
+	return keysetPage(ctx, r, page{query: `SELECT ` + artifactCols + ` FROM artifacts WHERE tenant_id = ?`, keyCol: "id", kind: "artifacts", desc: true, defLimit: 50},
+		[]any{tenantID}, o, scanArtifact, func(v model.Artifact) string { return v.ID })
 }
 
 func (r reader) ArtifactDigestInUse(ctx context.Context, sha256 string) (bool, error) {

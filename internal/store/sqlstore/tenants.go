@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/steward-iot/steward/internal/model"
 )
@@ -38,50 +37,10 @@ func (t *tx) CreateTenant(ctx context.Context, tn *model.Tenant) error {
 // after the cursor's ID that match where (which must scope the tenant).
 func listByID[T any](ctx context.Context, r reader, cols, table, where string, args []any, o ListOptions,
 	scan func(scanner) (*T, error), id func(T) string) ([]T, string, error) {
-	c, err := decodeCursorOf(o.Cursor, table)
-	if err != nil {
-		return nil, "", err
+	if where == "" {
+		where = "1 = 1"
 	}
-	limit := clampLimit(o.Limit, 100, 1000)
-	after := ""
-	if c != nil {
-		after = c.I
-	}
-	if where != "" {
-		where += " AND "
-	}
-	rows, err := r.query(ctx, `SELECT `+cols+` FROM `+table+` WHERE `+where+`id > ? ORDER BY id LIMIT ?`,
-		append(args, after, limit+1)...)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *v)
-	}
-	out, next, err := pageOut(out, limit, id, rows)
-	if next != "" {
-		next = encodeCursor(cursor{I: id(out[len(out)-1]), T: table})
-	}
-	return out, next, err
-}
-
-// pageOut trims the extra row fetched to learn whether a next page exists
-// and makes the cursor from the last row kept.
-func pageOut[T any](items []T, limit int, id func(T) string, rows *sql.Rows) ([]T, string, error) {
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	if len(items) <= limit {
-		return items, "", nil
-	}
-	items = items[:limit]
-	return items, encodeCursor(cursor{I: id(items[limit-1])}), nil
+	return pageByKey(ctx, r, `SELECT `+cols+` FROM `+table+` WHERE `+where, "id", table, args, o, scan, id)
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

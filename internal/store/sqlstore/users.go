@@ -32,30 +32,8 @@ func (r reader) GetUserByEmail(ctx context.Context, email string) (*model.User, 
 }
 
 func (r reader) ListUsers(ctx context.Context, tenantID string, o ListOptions) ([]model.User, string, error) {
-	c, err := decodeCursor(o.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	limit := clampLimit(o.Limit, 100, 1000)
-	after := ""
-	if c != nil {
-		after = c.I
-	}
-	rows, err := r.query(ctx, `SELECT `+userCols+` FROM users WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
-		tenantID, after, limit+1)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []model.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *u)
-	}
-	return pageOut(out, limit, func(u model.User) string { return u.ID }, rows)
+	return listByID(ctx, r, userCols, "users", "tenant_id = ?", []any{tenantID}, o, scanUser,
+		func(u model.User) string { return u.ID })
 }
 
 func (t *tx) CreateUser(ctx context.Context, u *model.User) error {

@@ -16,43 +16,6 @@ var (
 	_ store.SecurityWriter = (*tx)(nil)
 )
 
-// pageByKey pages rows of a query by one unique text column, ascending.
-// q is a SELECT with a WHERE clause (no ORDER BY); kind binds cursors to
-// this list.
-func pageByKey[T any](ctx context.Context, r reader, q, keyCol, kind string, args []any, o store.ListOptions,
-	scan func(scanner) (*T, error), key func(T) string) ([]T, string, error) {
-	c, err := decodeCursorOf(o.Cursor, kind)
-	if err != nil {
-		return nil, "", err
-	}
-	limit := clampLimit(o.Limit, 100, 1000)
-	if c != nil {
-		q += ` AND ` + keyCol + ` > ?`
-		args = append(args, c.I)
-	}
-	rows, err := r.query(ctx, q+` ORDER BY `+keyCol+` LIMIT ?`, append(args, limit+1)...)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, *v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	if len(out) <= limit {
-		return out, "", nil
-	}
-	out = out[:limit]
-	return out, encodeCursor(cursor{I: key(out[limit-1]), T: kind}), nil
-}
-
 // inList is "?, ?, ?" for n values.
 func inList(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
