@@ -25,6 +25,15 @@ func storeConfig(cmd *cobra.Command) *serverFlags {
 	return f
 }
 
+// openStore loads the configuration and opens (and migrates) its store.
+func (f *serverFlags) openStore(cmd *cobra.Command) (*sqlstore.DB, error) {
+	cfg, err := f.load(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return sqlstore.Open(cmd.Context(), cfg.Store.URL, sqlstore.Options{})
+}
+
 func migrateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
@@ -35,11 +44,7 @@ this on start as well; run it by hand before an upgrade to see it succeed first.
 	}
 	f := storeConfig(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := f.load(cmd)
-		if err != nil {
-			return err
-		}
-		db, err := sqlstore.Open(cmd.Context(), cfg.Store.URL, sqlstore.Options{})
+		db, err := f.openStore(cmd)
 		if err != nil {
 			return err
 		}
@@ -70,11 +75,7 @@ chains hold, 2 when one is broken (naming the tenant and the record).`,
 	verify.Flags().StringVar(&tenant, "tenant", "", "check only this tenant's chain")
 	verify.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	verify.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := f.load(cmd)
-		if err != nil {
-			return err
-		}
-		db, err := sqlstore.Open(cmd.Context(), cfg.Store.URL, sqlstore.Options{})
+		db, err := f.openStore(cmd)
 		if err != nil {
 			return err
 		}
@@ -153,11 +154,7 @@ store restores into PostgreSQL and back.
 	cmd.Flags().StringVarP(&out, "out", "o", "", "file to write (required; - for standard output)")
 	cmd.MarkFlagRequired("out")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := f.load(cmd)
-		if err != nil {
-			return err
-		}
-		db, err := sqlstore.Open(cmd.Context(), cfg.Store.URL, sqlstore.Options{})
+		db, err := f.openStore(cmd)
 		if err != nil {
 			return err
 		}
