@@ -103,6 +103,8 @@ type Reader interface {
 	SecurityReader // security.go
 
 	OTAReader // ota.go
+
+	DiscoveryReader // discovery.go
 }
 
 // Tx is one transaction. Every change is made through a Tx, together with
@@ -145,6 +147,8 @@ type Tx interface {
 
 	OTAWriter // ota.go
 
+	DiscoveryWriter // discovery.go
+
 	// Audit appends to the tenant's hash chain ("" = platform chain).
 	Audit(ctx context.Context, tenantID string, e model.AuditEntry) (*model.AuditRecord, error)
 	// Emit puts an event into the outbox; it is published after commit.
@@ -157,6 +161,8 @@ type Store interface {
 	Users // users and sessions (users.go)
 
 	Connectivity // telemetry and command sweeps (connectivity.go)
+
+	ConnectionRecorder // connection observations (discovery.go)
 
 	// Update runs fn in one transaction and commits when it returns nil.
 	Update(ctx context.Context, fn func(Tx) error) error
