@@ -77,7 +77,9 @@ func TestConnectionChecksFireAndClear(t *testing.T) {
 				f := sha256hex(c.Raw)
 				return f + "/"
 			},
-			func(s *setup) { s.chain.Store(&[]*x509.Certificate{selfSigned(t, "Steward issuing CA", s.now.Add(5*365*day))}) },
+			func(s *setup) {
+				s.chain.Store(&[]*x509.Certificate{selfSigned(t, "Steward issuing CA", s.now.Add(5*365*day))})
+			},
 			model.SeverityHigh},
 		{"manufacturer CA", defender.CheckCAExpiring, tenant,
 			func(s *setup) string {
