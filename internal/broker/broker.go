@@ -25,6 +25,7 @@ import (
 	"github.com/steward-iot/steward/internal/bus"
 	"github.com/steward-iot/steward/internal/commands"
 	"github.com/steward-iot/steward/internal/identity"
+	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/store"
 	"github.com/steward-iot/steward/internal/telemetry"
 	"github.com/steward-iot/steward/internal/twin"
@@ -138,6 +139,12 @@ type Deps struct {
 	// or left it (internal/cluster routes by device subject with it). It
 	// runs on the connection's goroutine and must not block.
 	OnPresence func(tenantID, deviceID string, online bool)
+	// OnConnectionEvent, when set, sees each connection event this node
+	// raises (device.connected, device.disconnected, device.auth_failed;
+	// the security engine counts revoked certificates, foreign client IDs,
+	// takeovers and token logins). It runs on the event goroutine and must
+	// not block.
+	OnConnectionEvent func(model.Event)
 }
 
 // Broker is the running MQTT broker.

@@ -88,6 +88,9 @@ func (b *Broker) deliverNote(n note) {
 	typ := map[noteKind]string{noteConnected: EventConnected, noteDisconnected: EventDisconnected, noteAuthFailed: EventAuthFailed}[n.kind]
 	data, _ := json.Marshal(n.data)
 	ev := &model.Event{ID: ids.New("evt"), TenantID: n.tenantID, Type: typ, Subject: n.deviceID, Time: n.at, Data: data}
+	if b.d.OnConnectionEvent != nil {
+		b.d.OnConnectionEvent(*ev)
+	}
 	if _, err := b.d.Bus.PublishEvent(ctx, ev); err != nil {
 		b.log.Warn("mqtt: publishing a connection event", "type", typ, "device", n.deviceID, "err", err)
 	}

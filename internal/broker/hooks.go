@@ -232,6 +232,10 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		b.log.Info("mqtt application connected", "key", s.keyID, "tenant", s.tenantID, "remote", cl.Net.Remote)
 		return
 	}
+	tookOverFrom := ""
+	if prev := b.reg.device(s.deviceID); prev != nil && prev != s && prev.cl.Net.Remote != "" {
+		tookOverFrom = prev.cl.Net.Remote // a second connection with the same identity
+	}
 	b.reg.activate(s)
 	if b.d.OnPresence != nil {
 		b.d.OnPresence(s.tenantID, s.deviceID, true)
@@ -241,7 +245,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	b.note(note{kind: noteConnected, tenantID: s.tenantID, deviceID: s.deviceID, at: s.connectedAt, data: map[string]any{
 		"device_id": s.deviceID, "method": s.method, "listener": s.listener, "remote": cl.Net.Remote,
 		"protocol_version": cl.Properties.ProtocolVersion, "cert_serial": s.certSerial, "node": b.cfg.Node,
-		"quarantined": s.quarantined.Load()}})
+		"quarantined": s.quarantined.Load(), "took_over_from": tookOverFrom}})
 	s.lastTouch = s.connectedAt
 	b.note(note{kind: noteTouch, tenantID: s.tenantID, deviceID: s.deviceID, at: s.connectedAt})
 	if cl.State.Subscriptions.Len() > 0 { // a persistent session kept its subscriptions

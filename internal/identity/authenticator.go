@@ -258,7 +258,10 @@ func (a *DeviceAuthenticator) AuthenticateCert(ctx context.Context, chain []*x50
 		return nil, err
 	}
 	if ce.revoked {
-		return nil, fmt.Errorf("%w: certificate %s (%s)", ErrRevoked, serial, ce.reason)
+		// Who it was is returned with the refusal: the broker records
+		// revoked certificates that still try to connect.
+		return &Device{TenantID: ce.tenantID, DeviceID: ce.deviceID, Method: MethodCertificate, CertSerial: serial},
+			fmt.Errorf("%w: certificate %s (%s)", ErrRevoked, serial, ce.reason)
 	}
 	de, err := a.device(ctx, ce.deviceID)
 	if err != nil {

@@ -40,6 +40,7 @@ var (
 type Authenticator interface {
 	// AuthenticateCert checks a verified-or-not peer chain (leaf first):
 	// issued by the platform CA, not expired, not revoked, device allowed.
+	// With ErrRevoked it also returns whose certificate it was.
 	AuthenticateCert(ctx context.Context, chain []*x509.Certificate) (*Device, error)
 	// AuthenticateToken checks a device token presented as MQTT
 	// username (device ID) and password (token).

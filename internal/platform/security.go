@@ -2,7 +2,9 @@ package platform
 
 import (
 	"context"
+	"crypto/x509"
 	"sync"
+	"time"
 
 	"github.com/steward-iot/steward/internal/defender"
 	"github.com/steward-iot/steward/internal/httpapi"
@@ -10,12 +12,18 @@ import (
 	"github.com/steward-iot/steward/internal/vuln"
 )
 
+// connWatchFlush is how often connection observations are written.
+const connWatchFlush = 10 * time.Second
+
 // securityParts are the security engine's pieces: vulnerabilities, network
 // policy and the audit checks with their scheduler.
 type securityParts struct {
 	Vulns    *vuln.Service
 	Policy   *netpolicy.Service
 	Defender *defender.Engine
+	// ConnWatch counts the broker's connection events for the
+	// connection checks.
+	ConnWatch *defender.ConnWatch
 
 	secCancel context.CancelFunc
 	secWG     sync.WaitGroup
@@ -28,6 +36,8 @@ func (s *Server) openSecurity() {
 	s.Policy = netpolicy.New(s.Store)
 	s.Defender = defender.NewEngine(s.Store, s.Log.With("component", "defender"))
 	s.Defender.Register(defender.Standard(s.Vulns)...)
+	s.Defender.Register(defender.ConnectionChecks(func() []*x509.Certificate { return s.Identity.CA().Chain })...)
+	s.ConnWatch = defender.NewConnWatch(s.Store, s.Log.With("component", "defender"))
 	s.Policy.AfterReport = func(ctx context.Context, tenantID, deviceID string) error {
 		_, err := s.Defender.RunScoped(ctx, defender.SystemActor, tenantID, defender.CheckFlowOutside, []string{deviceID})
 		return err
@@ -42,10 +52,14 @@ func (s *Server) securityDeps() httpapi.Security {
 func (s *Server) startSecurity(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	s.secCancel = cancel
-	s.secWG.Add(1)
+	s.secWG.Add(2)
 	go func() {
 		defer s.secWG.Done()
 		s.Defender.Schedule(ctx, s.Config.Security.AuditFirstRun, s.Config.Security.AuditInterval)
+	}()
+	go func() {
+		defer s.secWG.Done()
+		s.ConnWatch.Run(ctx, connWatchFlush)
 	}()
 }
 
