@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/steward-iot/steward/internal/alarm"
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/defender"
 	"github.com/steward-iot/steward/internal/model"
@@ -22,6 +23,8 @@ type Security struct {
 	Vulns    *vuln.Service
 	Policy   *netpolicy.Service
 	Defender *defender.Engine
+	// Alarms keeps behaviour alarms (optional: no alarm routes without it).
+	Alarms *alarm.Service
 }
 
 // routesSecurity registers the security engine's routes when the
@@ -33,6 +36,9 @@ func (a *API) routesSecurity() {
 	a.routesVulns()
 	a.routesNetPolicy()
 	a.routesFindings()
+	if a.Security.Alarms != nil {
+		a.routesAlarms()
+	}
 }
 
 // secErr turns the security engine's refusals into problem answers.
@@ -109,6 +115,9 @@ type settingsIn struct {
 		MaxTenantAdminKeys int `json:"max_tenant_admin_keys" minimum:"1" maximum:"1000" doc:"More active tenant-admin keys is a finding."`
 		UnusedKeyDays      int `json:"unused_key_days" minimum:"1" maximum:"3650" doc:"A key without expiry unused this long is a finding."`
 		FlowWindowHours    int `json:"flow_window_hours" minimum:"1" maximum:"2160" doc:"How long a reported flow counts; a deviation not seen again for this long resolves."`
+		// Detection is optional so that clients that only set the audit
+		// thresholds keep working; left out, it stays as it was.
+		Detection *model.DetectionSettings `json:"detection,omitempty" doc:"Behaviour detection thresholds and automatic mitigations (docs/security.md); left out = unchanged."`
 	}
 }
 
@@ -202,12 +211,17 @@ func (a *API) routesFindings() {
 		Summary: "Set the tenant's audit check settings", Description: "Tenant admins (keys:write) only."},
 		access{perm: authz.KeysWrite, tenant: true},
 		func(ctx context.Context, in *settingsIn) (*settingsOut, error) {
+			det, err := a.detectionSettings(ctx, in.Body.Detection)
+			if err != nil {
+				return nil, err
+			}
 			s, err := eng.SetSettings(ctx, authz.From(ctx).Actor(), tenantOf(ctx), model.SecuritySettings{
 				StaleAfterDays: in.Body.StaleAfterDays, MaxTenantAdminKeys: in.Body.MaxTenantAdminKeys,
-				UnusedKeyDays: in.Body.UnusedKeyDays, FlowWindowHours: in.Body.FlowWindowHours})
+				UnusedKeyDays: in.Body.UnusedKeyDays, FlowWindowHours: in.Body.FlowWindowHours, Detection: det})
 			if err != nil {
 				return nil, secErr(err)
 			}
+			a.detectionChanged(ctx, tenantOf(ctx))
 			return &settingsOut{s}, nil
 		})
 }

@@ -251,14 +251,18 @@ type SecuritySettings struct {
 	UnusedKeyDays int `json:"unused_key_days"`
 	// FlowWindowHours: observed flows count for this long after they were
 	// last reported; a deviation not seen again resolves after it.
-	FlowWindowHours int        `json:"flow_window_hours"`
-	UpdatedAt       *time.Time `json:"updated_at,omitempty"`
-	UpdatedBy       string     `json:"updated_by,omitempty"`
+	FlowWindowHours int `json:"flow_window_hours"`
+	// Detection holds the behaviour detection thresholds and automatic
+	// mitigations (alarm.go).
+	Detection DetectionSettings `json:"detection"`
+	UpdatedAt *time.Time        `json:"updated_at,omitempty"`
+	UpdatedBy string            `json:"updated_by,omitempty"`
 }
 
 // DefaultSecuritySettings are used until a tenant sets its own.
 func DefaultSecuritySettings() SecuritySettings {
-	return SecuritySettings{StaleAfterDays: 7, MaxTenantAdminKeys: 3, UnusedKeyDays: 90, FlowWindowHours: 24}
+	return SecuritySettings{StaleAfterDays: 7, MaxTenantAdminKeys: 3, UnusedKeyDays: 90, FlowWindowHours: 24,
+		Detection: DefaultDetectionSettings()}
 }
 
 // ActiveCertificate is the part of a device's current certificate the

@@ -105,6 +105,8 @@ type Reader interface {
 	OTAReader // ota.go
 
 	DiscoveryReader // discovery.go
+
+	AlarmReader // alarms.go
 }
 
 // Tx is one transaction. Every change is made through a Tx, together with
@@ -148,6 +150,8 @@ type Tx interface {
 	OTAWriter // ota.go
 
 	DiscoveryWriter // discovery.go
+
+	AlarmWriter // alarms.go
 
 	// Audit appends to the tenant's hash chain ("" = platform chain).
 	Audit(ctx context.Context, tenantID string, e model.AuditEntry) (*model.AuditRecord, error)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 func (r reader) GetSecuritySettings(ctx context.Context, tenantID string) (model.SecuritySettings, error) {
 	s := model.DefaultSecuritySettings()
 	var updated int64
-	err := r.row(ctx, `SELECT stale_after_days, max_tenant_admin_keys, unused_key_days, flow_window_hours, updated_at, updated_by
-		FROM security_settings WHERE tenant_id = ?`, tenantID).Scan(&s.StaleAfterDays, &s.MaxTenantAdminKeys, &s.UnusedKeyDays,
-		&s.FlowWindowHours, &updated, &s.UpdatedBy)
+	var detection string
+	err := r.row(ctx, `SELECT stale_after_days, max_tenant_admin_keys, unused_key_days, flow_window_hours, updated_at, updated_by,
+		detection FROM security_settings WHERE tenant_id = ?`, tenantID).Scan(&s.StaleAfterDays, &s.MaxTenantAdminKeys, &s.UnusedKeyDays,
+		&s.FlowWindowHours, &updated, &s.UpdatedBy, &detection)
 	if err != nil {
 		if err = mapErr(err, ""); err == store.ErrNotFound {
 			return model.DefaultSecuritySettings(), nil
@@ -25,16 +27,28 @@ func (r reader) GetSecuritySettings(ctx context.Context, tenantID string) (model
 		return s, err
 	}
 	s.UpdatedAt = ptrFromMicro(updated)
+	if detection != "" { // "" = stored before detection had settings: the defaults
+		s.Detection = model.DetectionSettings{}
+		if err := json.Unmarshal([]byte(detection), &s.Detection); err != nil {
+			return s, fmt.Errorf("reading the detection settings: %w", err)
+		}
+	}
 	return s, nil
 }
 
 func (t *tx) PutSecuritySettings(ctx context.Context, tenantID string, s model.SecuritySettings) error {
-	_, err := t.exec(ctx, `INSERT INTO security_settings (tenant_id, stale_after_days, max_tenant_admin_keys, unused_key_days,
-		flow_window_hours, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?)
+	detection, err := json.Marshal(s.Detection)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO security_settings (tenant_id, stale_after_days, max_tenant_admin_keys, unused_key_days,
+		flow_window_hours, updated_at, updated_by, detection) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (tenant_id) DO UPDATE SET stale_after_days = excluded.stale_after_days,
 			max_tenant_admin_keys = excluded.max_tenant_admin_keys, unused_key_days = excluded.unused_key_days,
-			flow_window_hours = excluded.flow_window_hours, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
-		tenantID, s.StaleAfterDays, s.MaxTenantAdminKeys, s.UnusedKeyDays, s.FlowWindowHours, ptrMicro(s.UpdatedAt), s.UpdatedBy)
+			flow_window_hours = excluded.flow_window_hours, updated_at = excluded.updated_at, updated_by = excluded.updated_by,
+			detection = excluded.detection`,
+		tenantID, s.StaleAfterDays, s.MaxTenantAdminKeys, s.UnusedKeyDays, s.FlowWindowHours, ptrMicro(s.UpdatedAt), s.UpdatedBy,
+		string(detection))
 	return err
 }
 

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Users", testUsers}, {"Sessions", testSessions}, {"Overview", testOverview}, // users.go
 		{"Security", testSecurity}, // security.go
 		{"OTA", testOTA},           // ota.go
+		{"Alarms", testAlarms},     // alarms.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
