@@ -37,6 +37,7 @@ Then drive it from another terminal (the admin key is read from ./steward-data):
 	root.AddCommand(securityCmds()...)     // security.go
 	root.AddCommand(otaCmd())              // ota.go
 	root.AddCommand(simCmd())              // sim.go
+	root.AddCommand(agentCmd())            // agent.go
 	if err := root.Execute(); err != nil {
 		var p *client.Problem
 		if errors.As(err, &p) {

@@ -188,13 +188,28 @@ func (d *DirInstaller) Rollback(_ context.Context, reason string) error {
 //	<hook> commit                      keeps the running slot
 //	<hook> rollback <reason>           goes back to the previous slot
 //
-// A non-zero exit fails the step; its output is the reason.
+// A non-zero exit fails the step; its output is the reason. A restart
+// that really reboots exits with RestartingExitCode (or does not return):
+// the agent then stops, and finishes the update (health check, commit or
+// rollback) when it starts again. Env is added to the hook's environment
+// (the agent sets STEWARD_DEVICE_ID and STEWARD_STATE_DIR).
 type ScriptInstaller struct {
 	Hook string
+	Env  []string
 }
 
+// RestartingExitCode is the exit status of "<hook> restart" that means
+// "the device is rebooting now".
+const RestartingExitCode = 10
+
 func (s *ScriptInstaller) run(ctx context.Context, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, s.Hook, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, s.Hook, args...)
+	cmd.Env = append(os.Environ(), s.Env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if args[0] == "restart" && errors.As(err, &ee) && ee.ExitCode() == RestartingExitCode {
+		return "", ErrRestarting
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w: %s", s.Hook, args[0], err, strings.TrimSpace(string(out)))
 	}

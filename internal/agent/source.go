@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,17 +9,43 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/steward-iot/steward/internal/ota/tufmeta"
 )
 
-// HTTPSource reads metadata and images from the platform's HTTPS API.
-// Authorize adds the credential to each request.
+// HTTPSource reads metadata and images over HTTPS: by default from the
+// operator API (Authorize adds the credential to each request); with
+// DeviceRoutes from the device routes (/device/v1/…) of the enrollment
+// listener, authenticated by the client certificate of Client's TLS
+// configuration (NewDeviceSource).
 type HTTPSource struct {
-	BaseURL   string // e.g. https://steward.example:8443
-	DeviceID  string
-	Client    *http.Client
-	Authorize func(*http.Request)
+	BaseURL      string // e.g. https://steward.example:8443
+	DeviceID     string
+	Client       *http.Client
+	Authorize    func(*http.Request)
+	DeviceRoutes bool
+}
+
+// NewDeviceSource reads from the device routes of the enrollment listener
+// at baseURL; client must present the device certificate (mutual TLS).
+func NewDeviceSource(baseURL string, client *http.Client) *HTTPSource {
+	return &HTTPSource{BaseURL: strings.TrimSuffix(baseURL, "/"), Client: client, DeviceRoutes: true}
+}
+
+func (s *HTTPSource) metadataPath(have int64) string {
+	q := "?vendor_root_version=" + strconv.FormatInt(have, 10)
+	if s.DeviceRoutes {
+		return "/device/v1/ota/metadata" + q
+	}
+	return "/api/v1/devices/" + url.PathEscape(s.DeviceID) + "/ota/metadata" + q
+}
+
+func (s *HTTPSource) contentPath(artifactID string) string {
+	if s.DeviceRoutes {
+		return "/device/v1/ota/artifacts/" + url.PathEscape(artifactID) + "/content"
+	}
+	return "/api/v1/artifacts/" + url.PathEscape(artifactID) + "/content"
 }
 
 func (s *HTTPSource) get(ctx context.Context, path string, hdr map[string]string) (*http.Response, error) {
@@ -36,8 +63,7 @@ func (s *HTTPSource) get(ctx context.Context, path string, hdr map[string]string
 }
 
 func (s *HTTPSource) Metadata(ctx context.Context, haveVendorRoot int64) (*tufmeta.Bundle, error) {
-	res, err := s.get(ctx, "/api/v1/devices/"+url.PathEscape(s.DeviceID)+"/ota/metadata?vendor_root_version="+
-		strconv.FormatInt(haveVendorRoot, 10), map[string]string{"Accept": "application/json"})
+	res, err := s.get(ctx, s.metadataPath(haveVendorRoot), map[string]string{"Accept": "application/json"})
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +76,9 @@ func (s *HTTPSource) Metadata(ctx context.Context, haveVendorRoot int64) (*tufme
 	}
 	if int64(len(body)) > limit {
 		return nil, fmt.Errorf("%w: metadata answer longer than %d bytes", tufmeta.ErrTooLarge, limit)
+	}
+	if res.StatusCode == http.StatusNotFound && bytes.Contains(body, []byte(`"no_assignment"`)) {
+		return nil, ErrNoAssignment
 	}
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("metadata: %s: %s", res.Status, body)
@@ -67,7 +96,7 @@ func (s *HTTPSource) Fetch(ctx context.Context, artifactID string, offset int64,
 		hdr["Range"] = "bytes=" + strconv.FormatInt(offset, 10) + "-"
 		hdr["If-Range"] = etag
 	}
-	res, err := s.get(ctx, "/api/v1/artifacts/"+url.PathEscape(artifactID)+"/content", hdr)
+	res, err := s.get(ctx, s.contentPath(artifactID), hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -83,4 +112,39 @@ func (s *HTTPSource) Fetch(ctx context.Context, artifactID string, offset int64,
 		return nil, fmt.Errorf("download: %s: %s", res.Status, b)
 	}
 	return res.Body, nil
+}
+
+// RootsAnswer is what GET /device/v1/ota/roots returns.
+type RootsAnswer struct {
+	VendorRoot   json.RawMessage `json:"vendor_root"`
+	DirectorRoot json.RawMessage `json:"director_root"`
+	DeviceID     string          `json:"device_id"`
+	HardwareID   string          `json:"hardware_id"`
+}
+
+// Roots fetches the roots to pin at first use (device routes only).
+func (s *HTTPSource) Roots(ctx context.Context) (*RootsAnswer, error) {
+	if !s.DeviceRoutes {
+		return nil, fmt.Errorf("roots are served on the device routes only")
+	}
+	res, err := s.get(ctx, "/device/v1/ota/roots", map[string]string{"Accept": "application/json"})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 2*tufmeta.MaxRootBytes+4096))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("update roots: %s: %s", res.Status, body)
+	}
+	var r RootsAnswer
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("update roots: %w", err)
+	}
+	if len(r.VendorRoot) == 0 || len(r.DirectorRoot) == 0 {
+		return nil, fmt.Errorf("update roots: the answer lacks a root")
+	}
+	return &r, nil
 }

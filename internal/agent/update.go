@@ -80,7 +80,10 @@ type Updater struct {
 	VendorRoot, DirectorRoot []byte
 	// Retries of a broken download (each resumes where it stopped).
 	Retries int
-	Now     func() time.Time
+	// ProgressEvery bounds the time between download progress reports
+	// (default 5 s; one is also sent every 10 % of the image).
+	ProgressEvery time.Duration
+	Now           func() time.Time
 }
 
 const trustedFile = "trusted.json"
@@ -138,32 +141,96 @@ func (u *Updater) Run(ctx context.Context) *Result {
 	}
 	rep := Report{Running: running}
 	u.report(rep, StatusNotified)
-	tr, err := u.loadTrusted()
+	p, err := u.verify(ctx, running)
 	if err != nil {
 		return u.fail(rep, running, err)
+	}
+	return u.apply(ctx, p)
+}
+
+// ErrNoAssignment: the platform assigns this device no update now.
+var ErrNoAssignment = errors.New("no update is assigned to this device")
+
+// ErrUpToDate: the assigned image is the version running now.
+var ErrUpToDate = errors.New("the assigned version is already running")
+
+// Pending is a verified assignment that is not installed yet.
+type Pending struct {
+	Image *tufmeta.Image
+	// DirectorVersion is the version of the director metadata that
+	// assigned it.
+	DirectorVersion int64
+	Running         string
+}
+
+// Next fetches and verifies the current assignment without reporting:
+// ErrNoAssignment or ErrUpToDate when there is nothing to do (so a device
+// can poll quietly), another error when the metadata is refused.
+func (u *Updater) Next(ctx context.Context) (*Pending, error) {
+	if err := os.MkdirAll(u.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	running, err := u.Install.Current()
+	if err != nil {
+		return nil, fmt.Errorf("reading the running version: %w", err)
+	}
+	return u.verify(ctx, running)
+}
+
+// Apply installs a verified assignment (from Next): the steps from
+// notified to succeeded, failed or rolled_back, each reported.
+func (u *Updater) Apply(ctx context.Context, p *Pending) *Result {
+	u.report(u.reportOf(p), StatusNotified)
+	return u.apply(ctx, p)
+}
+
+func (u *Updater) reportOf(p *Pending) Report {
+	img := p.Image
+	return Report{Running: p.Running, ArtifactID: img.Assignment.ArtifactID, CampaignID: img.Assignment.CampaignID,
+		Version: img.Info.Version, Total: img.Length}
+}
+
+func (u *Updater) verify(ctx context.Context, running string) (*Pending, error) {
+	tr, err := u.loadTrusted()
+	if err != nil {
+		return nil, err
 	}
 	vr, err := tufmeta.RootVersion(tr.VendorRoot)
 	if err != nil {
-		return u.fail(rep, running, err)
+		return nil, err
 	}
 	b, err := u.Source.Metadata(ctx, vr)
-	if err != nil {
-		return u.fail(rep, running, fmt.Errorf("fetching the update metadata: %w", err))
+	if errors.Is(err, ErrNoAssignment) {
+		return nil, err
+	} else if err != nil {
+		return nil, fmt.Errorf("fetching the update metadata: %w", err)
 	}
 	dev := u.Device
 	dev.Version = running
 	next := *tr
 	img, err := tufmeta.Verify(&next, *b, dev, u.now())
+	if errors.Is(err, tufmeta.ErrRollback) {
+		// Signed for exactly the running version: installed already.
+		check := *tr
+		dev.Version = ""
+		if same, err2 := tufmeta.Verify(&check, *b, dev, u.now()); err2 == nil && same.Info.Version == running {
+			return nil, ErrUpToDate
+		}
+	}
 	if err != nil {
-		return u.fail(rep, running, err)
+		return nil, err
 	}
 	// The metadata is good: remember its versions (a replay of older
 	// metadata is refused from now on).
 	if err := u.saveTrusted(&next); err != nil {
-		return u.fail(rep, running, err)
+		return nil, err
 	}
-	rep.ArtifactID, rep.CampaignID, rep.Version, rep.Total = img.Assignment.ArtifactID, img.Assignment.CampaignID, img.Info.Version, img.Length
+	return &Pending{Image: img, DirectorVersion: next.DirectorTargetsVersion, Running: running}, nil
+}
 
+func (u *Updater) apply(ctx context.Context, p *Pending) *Result {
+	img, running := p.Image, p.Running
+	rep := u.reportOf(p)
 	path, err := u.download(ctx, img, rep)
 	if err != nil {
 		return u.fail(rep, running, err)
@@ -311,7 +378,7 @@ func (u *Updater) download(ctx context.Context, img *tufmeta.Image, rep Report) 
 		rep.Bytes = off
 		u.report(rep, StatusDownloading)
 		if off < img.Length {
-			last = u.fetch(ctx, f, img, off, etag)
+			last = u.fetch(ctx, f, img, rep, off, etag)
 		} else {
 			last = nil
 		}
@@ -331,14 +398,15 @@ func (u *Updater) download(ctx context.Context, img *tufmeta.Image, rep Report) 
 	return "", fmt.Errorf("downloading %s: %w", img.Name, last)
 }
 
-func (u *Updater) fetch(ctx context.Context, f *os.File, img *tufmeta.Image, off int64, etag string) error {
+func (u *Updater) fetch(ctx context.Context, f *os.File, img *tufmeta.Image, rep Report, off int64, etag string) error {
 	rc, err := u.Source.Fetch(ctx, img.Assignment.ArtifactID, off, etag)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 	// Never take more than was signed (endless data).
-	n, err := io.Copy(f, io.LimitReader(rc, img.Length-off+1))
+	pw := &progress{u: u, rep: rep, n: off, last: off, lastAt: u.now()}
+	n, err := io.Copy(io.MultiWriter(f, pw), io.LimitReader(rc, img.Length-off+1))
 	if err != nil {
 		return err
 	}
@@ -358,4 +426,33 @@ func checkFile(img *tufmeta.Image, path string) error {
 	}
 	defer f.Close()
 	return img.Check(f)
+}
+
+// Progress reports while downloading: every 10 % of the image or every
+// ProgressEvery (default 5 s), whichever comes first.
+const defaultProgressEvery = 5 * time.Second
+
+type progress struct {
+	u       *Updater
+	rep     Report
+	n, last int64
+	lastAt  time.Time
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.n += int64(len(b))
+	every := p.u.ProgressEvery
+	if every == 0 {
+		every = defaultProgressEvery
+	}
+	now := p.u.now()
+	if p.n < p.rep.Total && (p.n-p.last)*10 < p.rep.Total && now.Sub(p.lastAt) < every {
+		return len(b), nil
+	}
+	if p.n < p.rep.Total {
+		p.rep.Bytes = p.n
+		p.u.report(p.rep, StatusDownloading)
+	}
+	p.last, p.lastAt = p.n, now
+	return len(b), nil
 }

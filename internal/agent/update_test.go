@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,10 +135,13 @@ func newUpdater(t *testing.T, vd *vendorDirector, src Source) (*Updater, *DirIns
 		VendorRoot: vd.vendorRoot, DirectorRoot: vd.dirRoot, Report: func(r Report) { reports = append(reports, r) }}, inst, &reports
 }
 
+// statuses lists the steps reported, repeats (download progress) once.
 func statuses(rs []Report) string {
 	var s []string
 	for _, r := range rs {
-		s = append(s, string(r.Status))
+		if len(s) == 0 || s[len(s)-1] != string(r.Status) {
+			s = append(s, string(r.Status))
+		}
 	}
 	return strings.Join(s, " ")
 }
@@ -153,7 +157,7 @@ func TestUpdateSucceeds(t *testing.T) {
 	if res.Status != StatusSucceeded || res.Version != "2.0.0" {
 		t.Fatalf("result %+v", res)
 	}
-	if got := statuses(*reports); got != "notified downloading downloading verifying installing rebooting succeeded" {
+	if got := statuses(*reports); got != "notified downloading verifying installing rebooting succeeded" {
 		t.Fatalf("reports: %s", got)
 	}
 	if len(src.offsets) != 2 || src.offsets[1] != 50000 {
@@ -162,9 +166,23 @@ func TestUpdateSucceeds(t *testing.T) {
 	if _, v, _, _ := inst.State(); v != "2.0.0" {
 		t.Fatalf("running %s", v)
 	}
-	// The same metadata again: nothing newer to install.
-	if res := u.Run(t.Context()); res.Status != StatusFailed || !errors.Is(res.Err, tufmeta.ErrRollback) {
+	// Progress while downloading: at most every 10 % (and 5 s), bytes
+	// growing, the first after the resume at the cut.
+	var progress []int64
+	for _, r := range *reports {
+		if r.Status == StatusDownloading {
+			progress = append(progress, r.Bytes)
+		}
+	}
+	if len(progress) < 3 || len(progress) > 13 || progress[0] != 0 || !slices.IsSorted(progress) || !slices.Contains(progress, 50000) {
+		t.Fatalf("download progress: %v", progress)
+	}
+	// The same metadata again: it is what runs, nothing to install.
+	if res := u.Run(t.Context()); res.Status != StatusFailed || !errors.Is(res.Err, ErrUpToDate) {
 		t.Fatalf("second run: %+v", res)
+	}
+	if _, err := u.Next(t.Context()); !errors.Is(err, ErrUpToDate) {
+		t.Fatalf("Next after the update: %v", err)
 	}
 }
 

@@ -82,6 +82,11 @@ func New(svc *identity.Service, log *slog.Logger) *Server {
 	return s
 }
 
+// Handle mounts another device-facing handler on the enrollment listener
+// (e.g. the certificate-authenticated update routes under /device/v1/).
+// pattern is a net/http ServeMux pattern; call it before Start.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // Handler is the HTTP handler (also usable behind another TLS listener
 // that passes client certificates through r.TLS). A panic in a request is
 // logged as an error and answered with a 500 problem; the server goes on.
