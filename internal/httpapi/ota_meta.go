@@ -132,7 +132,7 @@ func (a *API) routesOTAMetadata() {
 		func(ctx context.Context, in *otaAssignIn) (*assignmentOut, error) {
 			as, err := svc.Assign(ctx, authz.From(ctx).Actor(), tenantOf(ctx), in.DeviceID, in.Body.ArtifactID, "")
 			if err != nil {
-				return nil, otaMetaErr(notFoundAs(err, "device", in.DeviceID), in.DeviceID)
+				return nil, campaignErr(err, "device", in.DeviceID)
 			}
 			return &assignmentOut{Body: *as}, nil
 		})

@@ -33,6 +33,8 @@ type otaFixture struct {
 	targetsKey *tufmeta.Key
 	t          testing.TB // the test that filled the fixture, for validBody
 	firstRoot  []byte     // the tenant's vendor root v1, as a device trusts it
+	campaignID string     // a running campaign of the uploaded image asking consent for the fixture's devices
+	pausedID   string     // a paused one (what resumeCampaign aims at)
 }
 
 func (f *fixture) fillOTA(t *testing.T) {
@@ -59,6 +61,36 @@ func (f *fixture) fillOTA(t *testing.T) {
 	f.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPut, Path: api + "/ota/vendor/targets", Key: key, Raw: f.vendorTargets(t)})
 	f.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPut, Path: api + "/devices/" + f.device.ID + "/ota/assignment", Key: key,
 		Body: map[string]any{"artifact_id": f.ota.uploadedID}})
+	campaign := func(name string) string {
+		return f.srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: api + "/campaigns", Key: key,
+			Body: map[string]any{"name": name, "artifact_id": f.ota.uploadedID, "dynamic": true, "require_consent": true, "wave_size": 10,
+				"query": map[string]any{"product_id": f.product.ID, "states": []string{"manufactured", "claimed", "active"}}}}).Str("id")
+	}
+	f.ota.pausedID = campaign("fixture rollout, paused")
+	f.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: api + "/campaigns/" + f.ota.pausedID + "/pause", Key: key,
+		Body: map[string]any{"reason": "fixture"}})
+	f.ota.campaignID = campaign("fixture rollout")
+	// The scheduler starts the first wave on its own: wait until it asked
+	// the owner about the fixture's device, so nothing changes later.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var cd model.CampaignDevice
+		res := f.srv.Do(t, testserver.Req{Method: http.MethodGet, Path: api + "/campaigns/" + f.ota.campaignID + "/devices?limit=1000", Key: key})
+		var list struct{ Items []model.CampaignDevice }
+		res.Into(t, &list)
+		for _, d := range list.Items {
+			if d.DeviceID == f.device.ID {
+				cd = d
+			}
+		}
+		if cd.Consent == model.ConsentAsked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fixture campaign never asked consent for the fixture device: %+v", list.Items)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // currentVersion reads the version of the tenant's stored signed document (0: none).
@@ -128,6 +160,15 @@ func (f *fixture) otaBody(opID string) (any, bool) {
 		return json.RawMessage(f.vendorTargets(f.ota.t)), true
 	case "assignUpdate":
 		return map[string]any{"artifact_id": f.ota.uploadedID}, true
+	case "createCampaign":
+		return map[string]any{"name": f.srv.Unique("campaign"), "artifact_id": f.ota.uploadedID, "query": map[string]any{"product_id": f.product.ID},
+			"canary": 1, "wave_size": 10, "wave_interval": "1m"}, true
+	case "pauseCampaign", "resumeCampaign", "cancelCampaign":
+		return map[string]any{"reason": "test"}, true
+	case "consentUpdate":
+		return map[string]any{"grant": true}, true
+	case "invalidateArtifact":
+		return map[string]any{"reason": "found bad"}, true
 	}
 	return nil, false
 }
@@ -136,7 +177,7 @@ func (o otaFixture) secrets() []string {
 	if o.artifactID == "" {
 		return nil
 	}
-	return []string{o.artifactID, o.uploadedID, o.rootKey.ID, o.targetsKey.ID}
+	return []string{o.artifactID, o.uploadedID, o.rootKey.ID, o.targetsKey.ID, o.campaignID, o.pausedID}
 }
 
 // newArtifact describes an artifact and uploads content into it.

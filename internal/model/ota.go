@@ -19,8 +19,12 @@ type Artifact struct {
 	SHA256       string     `json:"sha256,omitempty" doc:"Hex SHA-256 of the content, set by the upload."`
 	Length       int64      `json:"length" doc:"Bytes of content (0 until uploaded)."`
 	UploadedAt   *time.Time `json:"uploaded_at,omitempty"`
-	CreatedAt    time.Time  `json:"created_at"`
-	CreatedBy    string     `json:"created_by"`
+	// InvalidatedAt is set when the release was found bad: no device may
+	// install it any more.
+	InvalidatedAt     *time.Time `json:"invalidated_at,omitempty"`
+	InvalidatedReason string     `json:"invalidated_reason,omitempty"`
+	CreatedAt         time.Time  `json:"created_at"`
+	CreatedBy         string     `json:"created_by"`
 }
 
 // Uploaded reports whether the artifact has its content.
@@ -61,9 +65,15 @@ type Assignment struct {
 	CampaignID string `json:"campaign_id,omitempty"`
 	// DirectorVersion is the version of the device's director targets
 	// metadata; it only grows.
-	DirectorVersion int64     `json:"director_version"`
-	Body            []byte    `json:"-"`
-	Expires         time.Time `json:"expires"`
-	CreatedAt       time.Time `json:"created_at"`
-	CreatedBy       string    `json:"created_by"`
+	DirectorVersion int64 `json:"director_version"`
+	// Status is the device's last report on it (pending until the first);
+	// a final status ends the assignment: the director serves no metadata
+	// for it any more.
+	Status    UpdateStatus `json:"status"`
+	Detail    string       `json:"detail,omitempty" doc:"The device's reason for a failure, or why the platform withdrew it."`
+	StatusAt  *time.Time   `json:"status_at,omitempty"`
+	Body      []byte       `json:"-"`
+	Expires   time.Time    `json:"expires"`
+	CreatedAt time.Time    `json:"created_at"`
+	CreatedBy string       `json:"created_by"`
 }

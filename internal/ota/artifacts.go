@@ -45,11 +45,13 @@ type Service struct {
 	director    *Director
 	now         func() time.Time
 	digestLocks [16]sync.Mutex
+	kick        chan struct{}
 }
 
 // New builds the service over a store and a blob storage.
 func New(st store.Store, blobs *Blobs) *Service {
-	return &Service{st: st, blobs: blobs, MaxArtifactBytes: DefaultMaxArtifactBytes, DirectorTTL: DefaultDirectorTTL, now: func() time.Time { return time.Now().UTC() }}
+	return &Service{st: st, blobs: blobs, MaxArtifactBytes: DefaultMaxArtifactBytes, DirectorTTL: DefaultDirectorTTL,
+		now: func() time.Time { return time.Now().UTC() }, kick: make(chan struct{}, 1)}
 }
 
 // ArtifactInput describes a new artifact.
@@ -63,10 +65,15 @@ type ArtifactInput struct {
 }
 
 func auditEmit(ctx context.Context, tx store.Tx, tenantID, actor, action, target, evType string, summary any, now time.Time) error {
+	return auditEmitData(ctx, tx, tenantID, actor, action, target, evType, summary, summary, now)
+}
+
+// auditEmitData audits summary and raises an event carrying data.
+func auditEmitData(ctx context.Context, tx store.Tx, tenantID, actor, action, target, evType string, summary, evData any, now time.Time) error {
 	if _, err := tx.Audit(ctx, tenantID, model.AuditEntry{Actor: actor, Action: action, Target: target, Summary: summary}); err != nil {
 		return fmt.Errorf("writing the audit record: %w", err)
 	}
-	data, err := json.Marshal(summary)
+	data, err := json.Marshal(evData)
 	if err != nil {
 		return err
 	}
@@ -236,3 +243,6 @@ func (s *Service) DeleteArtifact(ctx context.Context, actor, tenantID, id string
 	}
 	return nil
 }
+
+// SetClock replaces the service's clock (tests).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }

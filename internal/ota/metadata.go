@@ -183,60 +183,11 @@ func HardwareID(d *model.Device, p *model.Product) string {
 // it. The image must be in the tenant's current vendor targets and fit the
 // device's hardware.
 func (s *Service) Assign(ctx context.Context, actor, tenantID, deviceID, artifactID, campaignID string) (*model.Assignment, error) {
-	if s.director == nil {
-		return nil, ErrNoDirector
-	}
 	var out *model.Assignment
 	err := s.st.Update(ctx, func(tx store.Tx) error {
-		d, err := tx.GetDevice(ctx, tenantID, deviceID)
-		if err != nil {
-			return err
-		}
-		art, err := tx.GetArtifact(ctx, tenantID, artifactID)
-		if errors.Is(err, store.ErrNotFound) {
-			return &InvalidError{"artifact_id", "artifact " + artifactID + " does not exist in this tenant"}
-		} else if err != nil {
-			return err
-		}
-		if !art.Uploaded() {
-			return ErrNoContent
-		}
-		vt, err := tx.LatestVendorTargets(ctx, tenantID)
-		if errors.Is(err, store.ErrNotFound) {
-			return &MetadataError{errors.New("the vendor has not signed any image yet")}
-		} else if err != nil {
-			return err
-		}
-		target, err := tufmeta.FindTarget(vt.Body, art.SHA256)
-		if err != nil {
-			return &MetadataError{err}
-		}
-		var prod *model.Product
-		if p, err := tx.GetProduct(ctx, tenantID, d.ProductID); err == nil {
-			prod = p
-		}
-		hw := HardwareID(d, prod)
-		if !slices.Contains(target.Info.HardwareIDs, hw) {
-			return &MetadataError{fmt.Errorf("%w: image %s fits %v, device %s is %s", tufmeta.ErrHardware, target.Name,
-				target.Info.HardwareIDs, d.ID, hw)}
-		}
-		next := int64(1)
-		if cur, err := tx.GetAssignment(ctx, tenantID, deviceID); err == nil {
-			next = cur.DirectorVersion + 1
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		out = &model.Assignment{DeviceID: d.ID, TenantID: tenantID, ArtifactID: art.ID, TargetName: target.Name,
-			Version: target.Info.Version, HardwareID: hw, CampaignID: campaignID, DirectorVersion: next, CreatedAt: s.now(), CreatedBy: actor}
-		if err := s.signAssignment(out, target); err != nil {
-			return err
-		}
-		if err := tx.PutAssignment(ctx, out); err != nil {
-			return err
-		}
-		return auditEmit(ctx, tx, tenantID, actor, "ota.assign", d.ID, "ota.assigned",
-			map[string]any{"device_id": d.ID, "artifact_id": art.ID, "version": out.Version, "director_version": next,
-				"campaign_id": campaignID}, out.CreatedAt)
+		var err error
+		out, err = s.assign(ctx, tx, actor, tenantID, deviceID, artifactID, campaignID)
+		return err
 	})
 	return out, err
 }
@@ -272,6 +223,10 @@ func (s *Service) Bundle(ctx context.Context, tenantID, deviceID string, haveVen
 		var err error
 		if as, err = tx.GetAssignment(ctx, tenantID, deviceID); err != nil {
 			return err
+		}
+		if as.Status.Final() {
+			// Done, failed or withdrawn: nothing to install now.
+			return fmt.Errorf("%w: the device's last assignment ended (%s)", store.ErrNotFound, as.Status)
 		}
 		vt, err := tx.LatestVendorTargets(ctx, tenantID)
 		if err != nil {

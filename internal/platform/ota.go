@@ -1,7 +1,10 @@
 package platform
 
 import (
+	"context"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/steward-iot/steward/internal/httpapi"
 	"github.com/steward-iot/steward/internal/ota"
@@ -12,6 +15,14 @@ type otaParts struct {
 	// OTA keeps artifacts (content in <data_dir>/artifacts) and signs
 	// as the director (key in <data_dir>/pki/director.key).
 	OTA *ota.Service
+
+	// CampaignTick is how often the campaign scheduler looks at the open
+	// campaigns besides when something happens (default 5 s).
+	CampaignTick time.Duration
+
+	otaCancel   context.CancelFunc
+	otaWG       sync.WaitGroup
+	stopJoining func()
 }
 
 // openOTA opens the artifact storage and builds the service.
@@ -31,4 +42,39 @@ func (s *Server) openOTA() error {
 
 func (s *Server) otaDeps() httpapi.OTA {
 	return httpapi.OTA{Artifacts: s.OTA}
+}
+
+// startCampaigns runs the campaign scheduler and the consumer that joins
+// devices to dynamic campaigns (a durable consumer: in a cluster each
+// event is handled by one node).
+func (s *Server) startCampaigns(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	s.otaCancel = cancel
+	stop, err := s.Bus.ConsumeEvents(ctx, "ota-campaigns", s.OTA.HandleEvent)
+	if err != nil {
+		cancel()
+		return err
+	}
+	s.stopJoining = stop
+	tick := s.CampaignTick
+	if tick <= 0 {
+		tick = 5 * time.Second
+	}
+	s.otaWG.Add(1)
+	go func() {
+		defer s.otaWG.Done()
+		s.OTA.RunScheduler(ctx, tick, s.Log.With("component", "campaigns"))
+	}()
+	return nil
+}
+
+func (s *Server) stopCampaigns() {
+	if s.otaCancel == nil {
+		return
+	}
+	s.otaCancel()
+	if s.stopJoining != nil {
+		s.stopJoining()
+	}
+	s.otaWG.Wait()
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/steward-iot/steward/internal/model"
 )
@@ -27,6 +28,31 @@ type OTAReader interface {
 
 	// GetAssignment is the device's current assignment (ErrNotFound: none).
 	GetAssignment(ctx context.Context, tenantID, deviceID string) (*model.Assignment, error)
+
+	// OpenAssignmentsOf lists the tenant's assignments of an artifact that
+	// have not ended.
+	OpenAssignmentsOf(ctx context.Context, tenantID, artifactID string) ([]model.Assignment, error)
+
+	GetCampaign(ctx context.Context, tenantID, id string) (*model.Campaign, error)
+	// ListCampaigns pages the tenant's campaigns, newest first.
+	ListCampaigns(ctx context.Context, tenantID string, o ListOptions) ([]model.Campaign, string, error)
+	// OpenCampaigns lists running and paused campaigns of every tenant
+	// (tenantID "") or of one, for the scheduler.
+	OpenCampaigns(ctx context.Context, tenantID string) ([]model.Campaign, error)
+	// CampaignsOfArtifact lists the tenant's campaigns of an artifact.
+	CampaignsOfArtifact(ctx context.Context, tenantID, artifactID string) ([]model.Campaign, error)
+	// CampaignCounts counts the devices per status: of every wave started
+	// so far (wave > 0; what the gates look at), or of one wave.
+	CampaignCounts(ctx context.Context, tenantID, campaignID string, wave int) (map[model.UpdateStatus]int64, error)
+	// CampaignWaiting counts the devices not yet in a wave (wave 0 and pending).
+	CampaignWaiting(ctx context.Context, tenantID, campaignID string) (int64, error)
+	GetCampaignDevice(ctx context.Context, tenantID, campaignID, deviceID string) (*model.CampaignDevice, error)
+	// ReadyCampaignDevices lists up to limit devices of started waves still
+	// to be told: pending, with no consent asked or consent granted.
+	ReadyCampaignDevices(ctx context.Context, tenantID, campaignID string, limit int) ([]model.CampaignDevice, error)
+	// ListCampaignDevices pages a campaign's devices by device ID, optionally
+	// of one status.
+	ListCampaignDevices(ctx context.Context, tenantID, campaignID string, status model.UpdateStatus, o ListOptions) ([]model.CampaignDevice, string, error)
 }
 
 // OTAWriter holds the changes of the update service.
@@ -44,4 +70,30 @@ type OTAWriter interface {
 	// PutAssignment creates or replaces the device's assignment; its
 	// DirectorVersion must be above the stored one (else ErrStale).
 	PutAssignment(ctx context.Context, a *model.Assignment) error
+	// SetAssignmentStatus records the device's report on its assignment of
+	// artifactID (ErrNotFound when the assignment is of another artifact).
+	SetAssignmentStatus(ctx context.Context, tenantID, deviceID, artifactID string, s model.UpdateStatus, detail string, at time.Time) error
+	// InvalidateArtifact marks a release bad (ErrStale: it already is).
+	InvalidateArtifact(ctx context.Context, tenantID, id, reason string, at time.Time) error
+
+	// CreateCampaign stores c and targets every device of its query that
+	// fits (by product, in a state that can update), setting c.Total.
+	CreateCampaign(ctx context.Context, c *model.Campaign, products []string) error
+	// UpdateCampaign saves c if its Rev is still the stored one (else
+	// ErrStale) and increments c.Rev.
+	UpdateCampaign(ctx context.Context, c *model.Campaign) error
+	// JoinCampaign adds one device to an open dynamic campaign when it
+	// matches the query (and is not in it yet), in wave; reports whether it
+	// joined.
+	JoinCampaign(ctx context.Context, c *model.Campaign, products []string, deviceID string, wave int, at time.Time) (bool, error)
+	// TakeWave moves up to n devices waiting (wave 0, pending, consent not
+	// asked) into wave, lowest device IDs first, with consent (ConsentAsked
+	// when the owner must confirm first), and returns their IDs.
+	TakeWave(ctx context.Context, tenantID, campaignID string, wave, n int, consent model.Consent, at time.Time) ([]string, error)
+	// SetCampaignDevice saves one device's status, consent and detail.
+	SetCampaignDevice(ctx context.Context, d *model.CampaignDevice) error
+	// EndCampaignDevices gives every device of the campaign that has not
+	// finished the status (cancelled) with a detail, and returns their IDs
+	// of the waves started (those that were told to install).
+	EndCampaignDevices(ctx context.Context, tenantID, campaignID string, s model.UpdateStatus, detail string, at time.Time) ([]string, error)
 }

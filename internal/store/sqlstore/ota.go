@@ -5,20 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/store"
 )
 
 const artifactCols = `id, tenant_id, name, version, product_ids, hardware_ids, sbom_ref, release_notes, sha256, length,
-	uploaded_at, created_at, created_by`
+	uploaded_at, created_at, created_by, invalidated_at, invalidated_reason`
 
 func scanArtifact(s scanner) (*model.Artifact, error) {
 	var a model.Artifact
 	var products, hardware string
-	var uploaded, created int64
+	var uploaded, created, invalidated int64
 	if err := s.Scan(&a.ID, &a.TenantID, &a.Name, &a.Version, &products, &hardware, &a.SBOMRef, &a.ReleaseNotes,
-		&a.SHA256, &a.Length, &uploaded, &created, &a.CreatedBy); err != nil {
+		&a.SHA256, &a.Length, &uploaded, &created, &a.CreatedBy, &invalidated, &a.InvalidatedReason); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(products), &a.ProductIDs); err != nil {
@@ -33,7 +34,7 @@ func scanArtifact(s scanner) (*model.Artifact, error) {
 	if a.HardwareIDs == nil {
 		a.HardwareIDs = []string{}
 	}
-	a.UploadedAt, a.CreatedAt = ptrFromMicro(uploaded), fromMicro(created)
+	a.UploadedAt, a.CreatedAt, a.InvalidatedAt = ptrFromMicro(uploaded), fromMicro(created), ptrFromMicro(invalidated)
 	return &a, nil
 }
 
@@ -65,9 +66,9 @@ func jsonList(v []string) string {
 }
 
 func (t *tx) CreateArtifact(ctx context.Context, a *model.Artifact) error {
-	_, err := t.exec(ctx, `INSERT INTO artifacts (`+artifactCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(ctx, `INSERT INTO artifacts (`+artifactCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.TenantID, a.Name, a.Version, jsonList(a.ProductIDs), jsonList(a.HardwareIDs), a.SBOMRef, a.ReleaseNotes,
-		a.SHA256, a.Length, ptrMicro(a.UploadedAt), toMicro(a.CreatedAt), a.CreatedBy)
+		a.SHA256, a.Length, ptrMicro(a.UploadedAt), toMicro(a.CreatedAt), a.CreatedBy, ptrMicro(a.InvalidatedAt), a.InvalidatedReason)
 	return mapErr(err, "artifact "+a.ID)
 }
 
@@ -171,27 +172,42 @@ func (t *tx) AddVendorTargets(ctx context.Context, v *model.VendorTargets) error
 // ---- director assignments ----
 
 const assignmentCols = `device_id, tenant_id, artifact_id, target_name, version, hardware_id, campaign_id, director_version,
-	body, expires, created_at, created_by`
+	body, expires, created_at, created_by, status, detail, status_at`
 
-func (r reader) GetAssignment(ctx context.Context, tenantID, deviceID string) (*model.Assignment, error) {
+func scanAssignment(s scanner) (*model.Assignment, error) {
 	var a model.Assignment
-	var exp, created int64
-	err := r.row(ctx, `SELECT `+assignmentCols+` FROM ota_assignments WHERE tenant_id = ? AND device_id = ?`, tenantID, deviceID).
-		Scan(&a.DeviceID, &a.TenantID, &a.ArtifactID, &a.TargetName, &a.Version, &a.HardwareID, &a.CampaignID, &a.DirectorVersion,
-			&a.Body, &exp, &created, &a.CreatedBy)
-	if err != nil {
-		return nil, mapErr(err, "")
+	var exp, created, statusAt int64
+	if err := s.Scan(&a.DeviceID, &a.TenantID, &a.ArtifactID, &a.TargetName, &a.Version, &a.HardwareID, &a.CampaignID, &a.DirectorVersion,
+		&a.Body, &exp, &created, &a.CreatedBy, &a.Status, &a.Detail, &statusAt); err != nil {
+		return nil, err
 	}
-	a.Expires, a.CreatedAt = fromMicro(exp), fromMicro(created)
+	a.Expires, a.CreatedAt, a.StatusAt = fromMicro(exp), fromMicro(created), ptrFromMicro(statusAt)
 	return &a, nil
 }
 
+func (r reader) GetAssignment(ctx context.Context, tenantID, deviceID string) (*model.Assignment, error) {
+	a, err := scanAssignment(r.row(ctx, `SELECT `+assignmentCols+` FROM ota_assignments WHERE tenant_id = ? AND device_id = ?`, tenantID, deviceID))
+	return a, mapErr(err, "")
+}
+
+func (t *tx) SetAssignmentStatus(ctx context.Context, tenantID, deviceID, artifactID string, s model.UpdateStatus, detail string, at time.Time) error {
+	res, err := t.exec(ctx, `UPDATE ota_assignments SET status = ?, detail = ?, status_at = ?
+		WHERE tenant_id = ? AND device_id = ? AND artifact_id = ?`, string(s), detail, toMicro(at), tenantID, deviceID, artifactID)
+	if err != nil {
+		return mapErr(err, "")
+	}
+	return mustAffect(res)
+}
+
 func (t *tx) PutAssignment(ctx context.Context, a *model.Assignment) error {
+	if a.Status == "" {
+		a.Status = model.UpdatePending
+	}
 	res, err := t.exec(ctx, `UPDATE ota_assignments SET artifact_id = ?, target_name = ?, version = ?, hardware_id = ?,
-		campaign_id = ?, director_version = ?, body = ?, expires = ?, created_at = ?, created_by = ?
+		campaign_id = ?, director_version = ?, body = ?, expires = ?, created_at = ?, created_by = ?, status = ?, detail = ?, status_at = ?
 		WHERE tenant_id = ? AND device_id = ? AND director_version < ?`,
 		a.ArtifactID, a.TargetName, a.Version, a.HardwareID, a.CampaignID, a.DirectorVersion, a.Body, toMicro(a.Expires),
-		toMicro(a.CreatedAt), a.CreatedBy, a.TenantID, a.DeviceID, a.DirectorVersion)
+		toMicro(a.CreatedAt), a.CreatedBy, string(a.Status), a.Detail, ptrMicro(a.StatusAt), a.TenantID, a.DeviceID, a.DirectorVersion)
 	if err != nil {
 		return mapErr(err, "")
 	}
@@ -204,9 +220,9 @@ func (t *tx) PutAssignment(ctx context.Context, a *model.Assignment) error {
 		return err
 	}
 	_, err = t.exec(ctx, `INSERT INTO ota_assignments (`+assignmentCols+`)
-		SELECT id, tenant_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM devices WHERE tenant_id = ? AND id = ?`,
+		SELECT id, tenant_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM devices WHERE tenant_id = ? AND id = ?`,
 		a.ArtifactID, a.TargetName, a.Version, a.HardwareID, a.CampaignID, a.DirectorVersion, a.Body, toMicro(a.Expires),
-		toMicro(a.CreatedAt), a.CreatedBy, a.TenantID, a.DeviceID)
+		toMicro(a.CreatedAt), a.CreatedBy, string(a.Status), a.Detail, ptrMicro(a.StatusAt), a.TenantID, a.DeviceID)
 	if err != nil {
 		return mapErr(err, "")
 	}

@@ -1,0 +1,60 @@
+-- Update campaigns: one artifact rolled out to the devices a query selects,
+-- a canary then waves; rev guards the scheduler's steps (two nodes never
+-- start the same wave). query and maint_window are JSON ('' = no window).
+CREATE TABLE campaigns (
+    id                 TEXT PRIMARY KEY,
+    tenant_id          TEXT NOT NULL REFERENCES tenants(id),
+    name               TEXT NOT NULL,
+    artifact_id        TEXT NOT NULL,
+    version            TEXT NOT NULL,
+    query              TEXT NOT NULL,
+    dynamic            INTEGER NOT NULL DEFAULT 0,
+    state              TEXT NOT NULL,
+    reason             TEXT NOT NULL DEFAULT '',
+    canary             INTEGER NOT NULL,
+    wave_size          INTEGER NOT NULL,
+    wave_interval      INTEGER NOT NULL,
+    success_ratio      REAL NOT NULL,
+    max_failure_ratio  REAL NOT NULL,
+    pause_on_failure   INTEGER NOT NULL DEFAULT 0,
+    maint_window       TEXT NOT NULL DEFAULT '',
+    require_consent    INTEGER NOT NULL DEFAULT 0,
+    wave               INTEGER NOT NULL DEFAULT 0,
+    wave_started_at    INTEGER NOT NULL DEFAULT 0,
+    total              INTEGER NOT NULL DEFAULT 0,
+    rev                INTEGER NOT NULL DEFAULT 1,
+    created_at         INTEGER NOT NULL,
+    created_by         TEXT NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    finished_at        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX campaigns_tenant ON campaigns (tenant_id, id);
+CREATE INDEX campaigns_open ON campaigns (state, tenant_id);
+CREATE INDEX campaigns_artifact ON campaigns (tenant_id, artifact_id);
+
+-- One row per targeted device. wave 0 = not notified yet; the index serves
+-- picking the next wave (wave 0, pending, by device ID) and the counts of
+-- the waves in progress without touching the rows still waiting.
+CREATE TABLE campaign_devices (
+    campaign_id  TEXT NOT NULL,
+    device_id    TEXT NOT NULL,
+    tenant_id    TEXT NOT NULL,
+    wave         INTEGER NOT NULL DEFAULT 0,
+    status       TEXT NOT NULL,
+    consent      TEXT NOT NULL DEFAULT '',
+    detail       TEXT NOT NULL DEFAULT '',
+    bytes        INTEGER NOT NULL DEFAULT 0,
+    total        INTEGER NOT NULL DEFAULT 0,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, device_id)
+) WITHOUT ROWID;
+CREATE INDEX campaign_devices_wave ON campaign_devices (campaign_id, wave, status, device_id);
+
+-- A release found bad: no device may install it any more.
+ALTER TABLE artifacts ADD COLUMN invalidated_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE artifacts ADD COLUMN invalidated_reason TEXT NOT NULL DEFAULT '';
+
+-- The device's last report on its assignment; a final status ends it.
+ALTER TABLE ota_assignments ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+ALTER TABLE ota_assignments ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+ALTER TABLE ota_assignments ADD COLUMN status_at INTEGER NOT NULL DEFAULT 0;
