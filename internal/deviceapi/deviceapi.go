@@ -190,6 +190,11 @@ func (h *Handler) content(w http.ResponseWriter, r *http.Request, dev *identity.
 		h.refuse(w, r, http.StatusForbidden, "not_assigned", "artifact "+id+" is not the update assigned to device "+dev.DeviceID)
 		return
 	}
+	if as.Status.Final() {
+		h.refuse(w, r, http.StatusForbidden, "not_assigned", "the assignment of artifact "+id+" to device "+dev.DeviceID+
+			" has ended ("+string(as.Status)+")")
+		return
+	}
 	art, f, err := h.ota.Open(r.Context(), dev.TenantID, id)
 	if err != nil {
 		if errors.Is(err, ota.ErrNoContent) {
