@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steward-iot/steward/bench/internal/fleet"
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/registry"
@@ -26,42 +27,42 @@ const dashboardTarget = 300 * time.Millisecond
 // filter bar builds them.
 var dashboardViews = []struct {
 	key, name string
-	params    func(r *rand.Rand, ds *dataset) url.Values
+	params    func(r *rand.Rand, ds *fleet.Dataset) url.Values
 }{
-	{"d1", "device list, first page", func(*rand.Rand, *dataset) url.Values { return url.Values{} }},
-	{"d2", "device list, state filter", func(r *rand.Rand, _ *dataset) url.Values {
+	{"d1", "device list, first page", func(*rand.Rand, *fleet.Dataset) url.Values { return url.Values{} }},
+	{"d2", "device list, state filter", func(r *rand.Rand, _ *fleet.Dataset) url.Values {
 		s := []string{"active", "quarantined", "suspended", "end_of_support"}[r.IntN(4)]
 		return url.Values{"state": {s}}
 	}},
-	{"d3", "device list, product + firmware range", func(r *rand.Rand, ds *dataset) url.Values {
-		lo := r.IntN(len(firmwareVersions) - 1)
-		hi := min(lo+1+r.IntN(8), len(firmwareVersions)-1)
-		return url.Values{"product_id": {ds.t1Prods[r.IntN(len(ds.t1Prods))]},
-			"min_version": {firmwareVersions[lo]}, "max_version": {firmwareVersions[hi]}}
+	{"d3", "device list, product + firmware range", func(r *rand.Rand, ds *fleet.Dataset) url.Values {
+		lo := r.IntN(len(fleet.FirmwareVersions) - 1)
+		hi := min(lo+1+r.IntN(8), len(fleet.FirmwareVersions)-1)
+		return url.Values{"product_id": {ds.T1Prods[r.IntN(len(ds.T1Prods))]},
+			"min_version": {fleet.FirmwareVersions[lo]}, "max_version": {fleet.FirmwareVersions[hi]}}
 	}},
-	{"d4", "device list, tag, sorted by last seen", func(r *rand.Rand, _ *dataset) url.Values {
+	{"d4", "device list, tag, sorted by last seen", func(r *rand.Rand, _ *fleet.Dataset) url.Values {
 		return url.Values{"tag": {"prod"}, "sort": {"last_seen"}, "order": {"desc"}}
 	}},
-	{"d5", "device list, serial prefix, 200 per page", func(r *rand.Rand, ds *dataset) url.Values {
-		d := &ds.devices[ds.t1[r.IntN(len(ds.t1))]]
+	{"d5", "device list, serial prefix, 200 per page", func(r *rand.Rand, ds *fleet.Dataset) url.Values {
+		d := &ds.Devices[ds.T1[r.IntN(len(ds.T1))]]
 		return url.Values{"serial_prefix": {d.Serial[:min(len(d.Serial), 6)]}, "limit": {"200"}}
 	}},
 }
 
 // measureDashboard renders the device list through the real dashboard
 // handler (templates, session check, fleet query) for a signed-in viewer.
-func measureDashboard(ctx context.Context, db *sqlstore.DB, ds *dataset, o benchOpts, label string, logw io.Writer) ([]*result, error) {
-	tenant := ds.tenants[0].ID
+func measureDashboard(ctx context.Context, db *sqlstore.DB, ds *fleet.Dataset, o benchOpts, label string, logw io.Writer) ([]*result, error) {
+	tenant := ds.Tenants[0].ID
 	reg := registry.New(db)
 	admin := &authz.Principal{KeyID: "fleetquery", Role: model.RolePlatformAdmin}
-	u, _, err := reg.CreateUser(ctx, admin, tenant, registry.UserInput{Email: "viewer-" + randHex(4) + "@bench.example",
+	u, _, err := reg.CreateUser(ctx, admin, tenant, registry.UserInput{Email: "viewer-" + fleet.RandHex(4) + "@bench.example",
 		Role: model.RoleViewer})
 	if err != nil {
 		return nil, fmt.Errorf("creating the dashboard user: %w", err)
 	}
 	token, id := authz.NewSessionToken()
 	now := time.Now()
-	if err := db.CreateSession(ctx, &model.Session{ID: id, UserID: u.ID, TenantID: tenant, CSRF: randHex(16),
+	if err := db.CreateSession(ctx, &model.Session{ID: id, UserID: u.ID, TenantID: tenant, CSRF: fleet.RandHex(16),
 		CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastSeen: now}); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steward-iot/steward/bench/internal/fleet"
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/store"
 )
@@ -17,14 +18,14 @@ import (
 type workload struct {
 	key, name string
 	// draw returns the query and first page to run.
-	draw func(r *rand.Rand, ds *dataset) (model.DeviceQuery, model.Page)
+	draw func(r *rand.Rand, ds *fleet.Dataset) (model.DeviceQuery, model.Page)
 }
 
 const pageSize = 50
 
 // workloads are the five typical fleet queries of the dashboard and API.
 var workloads = []workload{
-	{"q1", "state, by id (70% active)", func(r *rand.Rand, ds *dataset) (model.DeviceQuery, model.Page) {
+	{"q1", "state, by id (70% active)", func(r *rand.Rand, ds *fleet.Dataset) (model.DeviceQuery, model.Page) {
 		// The device list filtered by state: mostly "active", sometimes one
 		// of the states an operator checks on (quarantined …).
 		s := model.StateActive
@@ -34,27 +35,27 @@ var workloads = []workload{
 		}
 		return model.DeviceQuery{States: []model.State{s}}, model.Page{Limit: pageSize, Sort: model.SortID}
 	}},
-	{"q2", "product + firmware range, by id", func(r *rand.Rand, ds *dataset) (model.DeviceQuery, model.Page) {
+	{"q2", "product + firmware range, by id", func(r *rand.Rand, ds *fleet.Dataset) (model.DeviceQuery, model.Page) {
 		// Campaign targeting: devices of product X with min <= fw < max.
-		lo := r.IntN(len(firmwareVersions) - 1)
-		hi := min(lo+1+r.IntN(8), len(firmwareVersions)-1)
-		return model.DeviceQuery{ProductID: ds.t1Prods[r.IntN(len(ds.t1Prods))],
-				MinVersion: firmwareVersions[lo], MaxVersion: firmwareVersions[hi]},
+		lo := r.IntN(len(fleet.FirmwareVersions) - 1)
+		hi := min(lo+1+r.IntN(8), len(fleet.FirmwareVersions)-1)
+		return model.DeviceQuery{ProductID: ds.T1Prods[r.IntN(len(ds.T1Prods))],
+				MinVersion: fleet.FirmwareVersions[lo], MaxVersion: fleet.FirmwareVersions[hi]},
 			model.Page{Limit: pageSize, Sort: model.SortID}
 	}},
-	{"q3", `tag "prod" + attr site=site-N, by id`, func(r *rand.Rand, ds *dataset) (model.DeviceQuery, model.Page) {
+	{"q3", `tag "prod" + attr site=site-N, by id`, func(r *rand.Rand, ds *fleet.Dataset) (model.DeviceQuery, model.Page) {
 		return model.DeviceQuery{Tags: []string{"prod"}, Attrs: map[string]string{"site": fmt.Sprintf("site-%d", r.IntN(1000))}},
 			model.Page{Limit: pageSize, Sort: model.SortID}
 	}},
-	{"q4", "stale: last_seen < now-3..14d, by last_seen", func(r *rand.Rand, ds *dataset) (model.DeviceQuery, model.Page) {
-		before := ds.now.Add(-time.Duration(3+r.IntN(12)) * 24 * time.Hour)
+	{"q4", "stale: last_seen < now-3..14d, by last_seen", func(r *rand.Rand, ds *fleet.Dataset) (model.DeviceQuery, model.Page) {
+		before := ds.Now.Add(-time.Duration(3+r.IntN(12)) * 24 * time.Hour)
 		return model.DeviceQuery{SeenBefore: &before},
 			model.Page{Limit: pageSize, Sort: model.SortLastSeen, Desc: r.IntN(2) == 0}
 	}},
-	{"q5", "serial prefix search, by serial", func(r *rand.Rand, ds *dataset) (model.DeviceQuery, model.Page) {
+	{"q5", "serial prefix search, by serial", func(r *rand.Rand, ds *fleet.Dataset) (model.DeviceQuery, model.Page) {
 		// The search box: a prefix of a real serial (code-YYWW-NNNNNN), from
 		// "the whole year" down to the full serial.
-		d := &ds.devices[ds.t1[r.IntN(len(ds.t1))]]
+		d := &ds.Devices[ds.T1[r.IntN(len(ds.T1))]]
 		dash := strings.IndexByte(d.Serial, '-')
 		var cut int
 		switch x := r.IntN(10); {
@@ -122,8 +123,8 @@ type benchOpts struct {
 // measure runs every workload and the state count through the store API,
 // first untimed (warm-up), then timed. Each workload gets two rows: the
 // first page, and the later pages reached by following cursors.
-func measure(ctx context.Context, st store.Store, ds *dataset, o benchOpts, label string, logw io.Writer) ([]*result, error) {
-	tenant := ds.tenants[0].ID
+func measure(ctx context.Context, st store.Store, ds *fleet.Dataset, o benchOpts, label string, logw io.Writer) ([]*result, error) {
+	tenant := ds.Tenants[0].ID
 	var out []*result
 	warm := min(20, max(2, o.reps/10))
 	for wi, w := range workloads {

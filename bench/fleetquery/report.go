@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/steward-iot/steward/bench/internal/fleet"
 )
 
 func hostInfo() string {
@@ -85,8 +87,8 @@ func humanBytes(n int64) string {
 
 func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s" }
 
-func rowsPerSec(s loadStats, d time.Duration) string {
-	return strconv.FormatFloat(float64(s.rows())/max(d.Seconds(), 1e-9), 'f', 0, 64)
+func rowsPerSec(s fleet.LoadStats, d time.Duration) string {
+	return strconv.FormatFloat(float64(s.Rows())/max(d.Seconds(), 1e-9), 'f', 0, 64)
 }
 
 func nCell(r *result) string {
@@ -112,7 +114,7 @@ func printText(w io.Writer, rep *report) {
 	for _, br := range rep.Runs {
 		l := br.Load
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", br.Backend, l.Devices, l.Tags, l.Attrs,
-			secs(l.Load), secs(l.Index), secs(l.Analyze), secs(l.total()), rowsPerSec(l, l.total()), humanBytes(l.Bytes))
+			secs(l.Load), secs(l.Index), secs(l.Analyze), secs(l.Total()), rowsPerSec(l, l.Total()), humanBytes(l.Bytes))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -162,7 +164,7 @@ func printMarkdown(w io.Writer, rep *report) {
 	for _, br := range rep.Runs {
 		l := br.Load
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %s | %s | %s | %s |\n", br.Backend, l.Devices, l.Tags, l.Attrs,
-			secs(l.Load), secs(l.Index), secs(l.Analyze), secs(l.total()), rowsPerSec(l, l.total()), humanBytes(l.Bytes))
+			secs(l.Load), secs(l.Index), secs(l.Analyze), secs(l.Total()), rowsPerSec(l, l.Total()), humanBytes(l.Bytes))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| backend | query | n | avg rows | p50 ms | p95 ms | p99 ms | max ms | target p95 | result |")

@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"cmp"
@@ -20,18 +20,18 @@ import (
 // the same flags give the same fleet (and the same query parameters) on
 // every run and on both backends.
 
-// firmwareVersions are the 30 versions devices run, oldest first. 3.8.0 <
+// FirmwareVersions are the 30 versions devices run, oldest first. 3.8.0 <
 // 3.10.0 on purpose: the range filter must compare numerically.
-var firmwareVersions = []string{
+var FirmwareVersions = []string{
 	"1.0.0", "1.0.1", "1.1.0", "1.2.0", "1.2.1", "1.3.0", "1.4.0", "1.5.0", "1.6.0", "1.7.2",
 	"1.8.0", "1.9.0", "1.10.0", "1.10.1", "2.0.0", "2.0.1", "2.1.0", "2.2.0", "2.3.0", "2.4.1",
 	"2.5.0", "3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0", "3.5.0", "3.8.0", "3.10.0", "3.10.2",
 }
 
-// tagVocabulary is ranked by popularity: a device draws its tags with a
+// TagVocabulary is ranked by popularity: a device draws its tags with a
 // Zipf-like weight 1/rank, so "prod" is on about a third of the fleet and
 // the last ones on a few hundred devices per million.
-var tagVocabulary = []string{
+var TagVocabulary = []string{
 	"prod", "outdoor", "indoor", "battery", "mains", "staging", "zone:north", "zone:south", "zone:east", "zone:west",
 	"critical", "canary", "beta", "dev", "floor:1", "floor:2", "floor:3", "team:facilities", "team:security", "team:ops",
 	"hvac", "lighting", "metering", "access-control", "camera", "gateway", "legacy", "pilot", "lab", "retail",
@@ -84,27 +84,29 @@ var productCatalog = []struct{ vendor, model, code string }{
 	{"Tracko", "Cold Chain Logger CC", "TCC"},
 }
 
-// dataset is a generated fleet of two tenants.
-type dataset struct {
-	now      time.Time
-	tenants  []model.Tenant // [0] the big one, [1] the small one
-	products []model.Product
-	codes    map[string]string // product ID → serial code
-	t1Prods  []string          // tenant one's product IDs
-	devices  []model.Device    // both tenants, in ID order
-	rows     []deviceRow       // stored form of devices[i]
-	tagRows  []tagRow          // sorted by primary key
-	attrRows []attrRow         // sorted by primary key
-	t1       []int             // indexes of tenant one's devices
-	byState  map[string]map[model.State]int64
+// Dataset is a generated fleet of two tenants.
+type Dataset struct {
+	Now      time.Time
+	Tenants  []model.Tenant // [0] the big one, [1] the small one
+	Products []model.Product
+	Codes    map[string]string // product ID → serial code
+	T1Prods  []string          // tenant one's product IDs
+	Devices  []model.Device    // both tenants, in ID order
+	rows     []deviceRow       // stored form of Devices[i]
+	TagRows  []TagRow          // sorted by primary key
+	AttrRows []AttrRow         // sorted by primary key
+	T1       []int             // indexes of tenant one's devices
+	ByState  map[string]map[model.State]int64
 }
 
 // deviceRow holds the columns that devices.go derives from a device.
 type deviceRow struct{ tags, attrs, fwKey string }
 
-type tagRow struct{ tenant, tag, device string }
+// TagRow is one device_tags row.
+type TagRow struct{ tenant, tag, device string }
 
-type attrRow struct{ tenant, key, value, device string }
+// AttrRow is one device_attrs row.
+type AttrRow struct{ tenant, key, value, device string }
 
 // weighted picks an index with probability proportional to w.
 type weighted struct{ cum []float64 }
@@ -127,19 +129,19 @@ func (w weighted) pick(r *rand.Rand) int {
 	return min(i, len(w.cum)-1)
 }
 
-// generate builds a fleet of n devices for tenant one and n2 for tenant two.
-func generate(seed uint64, n, n2 int, now time.Time) (*dataset, error) {
+// Generate builds a fleet of n devices for tenant one and n2 for tenant two.
+func Generate(seed uint64, n, n2 int, now time.Time) (*Dataset, error) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	now = now.UTC().Truncate(time.Second)
-	ds := &dataset{now: now, codes: map[string]string{}, byState: map[string]map[model.State]int64{}}
+	ds := &Dataset{Now: now, Codes: map[string]string{}, ByState: map[string]map[model.State]int64{}}
 
 	created := now.Add(-3 * 365 * 24 * time.Hour)
-	ds.tenants = []model.Tenant{
+	ds.Tenants = []model.Tenant{
 		{ID: mkID(r, "ten", created), Name: "bench-fleet-operator", Kind: model.TenantEnterprise, CreatedAt: created},
 		{ID: mkID(r, "ten", created.Add(time.Hour)), Name: "bench-small-site", Kind: model.TenantEnterprise, CreatedAt: created.Add(time.Hour)},
 	}
-	for ti, t := range ds.tenants {
-		ds.byState[t.ID] = map[model.State]int64{}
+	for ti, t := range ds.Tenants {
+		ds.ByState[t.ID] = map[model.State]int64{}
 		nProd := len(productCatalog)
 		if ti == 1 {
 			nProd = 3
@@ -153,27 +155,27 @@ func generate(seed uint64, n, n2 int, now time.Time) (*dataset, error) {
 				eos := now.Add(time.Duration(i-10) * 30 * 24 * time.Hour)
 				p.EndOfSupport = &eos
 			}
-			ds.products = append(ds.products, p)
-			ds.codes[p.ID] = c.code
+			ds.Products = append(ds.Products, p)
+			ds.Codes[p.ID] = c.code
 			if ti == 0 {
-				ds.t1Prods = append(ds.t1Prods, p.ID)
+				ds.T1Prods = append(ds.T1Prods, p.ID)
 			}
 		}
 	}
 
 	// Product sizes are skewed (the biggest is ~15× the smallest), and so
 	// are sites: a few large buildings and a long tail of small ones.
-	prodW := make([]float64, len(ds.t1Prods))
+	prodW := make([]float64, len(ds.T1Prods))
 	for i := range prodW {
 		prodW[i] = 1 / math.Pow(float64(i+1), 0.9)
 	}
 	prodPick := newWeighted(prodW)
-	fwW := make([]float64, len(firmwareVersions))
+	fwW := make([]float64, len(FirmwareVersions))
 	for i := range fwW {
 		fwW[i] = math.Pow(1.12, float64(i)) // newer versions are more common
 	}
 	fwPick := newWeighted(fwW)
-	tagW := make([]float64, len(tagVocabulary))
+	tagW := make([]float64, len(TagVocabulary))
 	for i := range tagW {
 		tagW[i] = 1 / float64(i+1)
 	}
@@ -187,15 +189,15 @@ func generate(seed uint64, n, n2 int, now time.Time) (*dataset, error) {
 
 	const day = 24 * time.Hour
 	total := n + n2
-	ds.devices = make([]model.Device, total)
+	ds.Devices = make([]model.Device, total)
 	for i := range total {
-		d := &ds.devices[i]
+		d := &ds.Devices[i]
 		if i < n {
-			d.TenantID = ds.tenants[0].ID
-			d.ProductID = ds.t1Prods[prodPick.pick(r)]
+			d.TenantID = ds.Tenants[0].ID
+			d.ProductID = ds.T1Prods[prodPick.pick(r)]
 		} else {
-			d.TenantID = ds.tenants[1].ID
-			d.ProductID = ds.products[len(ds.t1Prods)+r.IntN(3)].ID
+			d.TenantID = ds.Tenants[1].ID
+			d.ProductID = ds.Products[len(ds.T1Prods)+r.IntN(3)].ID
 		}
 		d.State = stateWeights[statePick.pick(r)].s
 		// Installed over the last two years, fewer long ago.
@@ -208,9 +210,9 @@ func generate(seed uint64, n, n2 int, now time.Time) (*dataset, error) {
 		d.Tags = []string{}
 		d.Attributes = map[string]string{}
 		if !fresh {
-			d.FirmwareVersion = firmwareVersions[fwPick.pick(r)]
+			d.FirmwareVersion = FirmwareVersions[fwPick.pick(r)]
 			for k := tagCount.pick(r); len(d.Tags) < k; {
-				if t := tagVocabulary[tagPick.pick(r)]; !slices.Contains(d.Tags, t) {
+				if t := TagVocabulary[tagPick.pick(r)]; !slices.Contains(d.Tags, t) {
 					d.Tags = append(d.Tags, t)
 				}
 			}
@@ -237,32 +239,32 @@ func generate(seed uint64, n, n2 int, now time.Time) (*dataset, error) {
 			d.LastSeen = &seen
 		}
 		if r.IntN(5) < 2 {
-			d.Name = fmt.Sprintf("%s %s", strings.ToLower(ds.codes[d.ProductID]), d.Attributes["site"])
+			d.Name = fmt.Sprintf("%s %s", strings.ToLower(ds.Codes[d.ProductID]), d.Attributes["site"])
 		}
-		ds.byState[d.TenantID][d.State]++
+		ds.ByState[d.TenantID][d.State]++
 	}
 
 	// IDs follow creation time, as ids.New makes them; serials carry the
 	// manufacturing week and a per-product, per-week sequence number.
-	slices.SortStableFunc(ds.devices, func(a, b model.Device) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	slices.SortStableFunc(ds.Devices, func(a, b model.Device) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	var lastMS uint64
 	var lastR [10]byte
 	seq := map[string]int{}
-	for i := range ds.devices {
-		d := &ds.devices[i]
+	for i := range ds.Devices {
+		d := &ds.Devices[i]
 		d.ID = nextID(r, "dev", d.CreatedAt, &lastMS, &lastR)
 		mfg := d.CreatedAt.Add(-time.Duration(r.IntN(60)) * day)
 		y, w := mfg.ISOWeek()
-		week := fmt.Sprintf("%s-%02d%02d", ds.codes[d.ProductID], y%100, w)
+		week := fmt.Sprintf("%s-%02d%02d", ds.Codes[d.ProductID], y%100, w)
 		seq[d.ProductID+week]++
 		d.Serial = fmt.Sprintf("%s-%06d", week, seq[d.ProductID+week])
 	}
 
 	ds.rows = make([]deviceRow, total)
-	for i := range ds.devices {
-		d := &ds.devices[i]
-		if d.TenantID == ds.tenants[0].ID {
-			ds.t1 = append(ds.t1, i)
+	for i := range ds.Devices {
+		d := &ds.Devices[i]
+		if d.TenantID == ds.Tenants[0].ID {
+			ds.T1 = append(ds.T1, i)
 		}
 		// Exactly what sqlstore's deviceJSON stores.
 		tb, _ := json.Marshal(d.Tags)
@@ -277,17 +279,17 @@ func generate(seed uint64, n, n2 int, now time.Time) (*dataset, error) {
 		}
 		ds.rows[i] = row
 		for _, t := range d.Tags {
-			ds.tagRows = append(ds.tagRows, tagRow{d.TenantID, t, d.ID})
+			ds.TagRows = append(ds.TagRows, TagRow{d.TenantID, t, d.ID})
 		}
 		for _, k := range slices.Sorted(maps.Keys(d.Attributes)) {
-			ds.attrRows = append(ds.attrRows, attrRow{d.TenantID, k, d.Attributes[k], d.ID})
+			ds.AttrRows = append(ds.AttrRows, AttrRow{d.TenantID, k, d.Attributes[k], d.ID})
 		}
 	}
 	// Primary-key order, so the loaders append to the B-trees.
-	slices.SortFunc(ds.tagRows, func(a, b tagRow) int {
+	slices.SortFunc(ds.TagRows, func(a, b TagRow) int {
 		return cmp.Or(strings.Compare(a.tenant, b.tenant), strings.Compare(a.tag, b.tag), strings.Compare(a.device, b.device))
 	})
-	slices.SortFunc(ds.attrRows, func(a, b attrRow) int {
+	slices.SortFunc(ds.AttrRows, func(a, b AttrRow) int {
 		return cmp.Or(strings.Compare(a.tenant, b.tenant), strings.Compare(a.key, b.key),
 			strings.Compare(a.value, b.value), strings.Compare(a.device, b.device))
 	})

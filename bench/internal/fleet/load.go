@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"github.com/steward-iot/steward/internal/store/sqlstore"
 )
 
-// loadStats describes one bulk load.
-type loadStats struct {
+// LoadStats describes one bulk load.
+type LoadStats struct {
 	Devices, Tags, Attrs int
 	Load                 time.Duration // rows in (secondary indexes dropped)
 	Index                time.Duration // secondary indexes (and triggers, derived counts) rebuilt
@@ -26,9 +26,9 @@ type loadStats struct {
 	Bytes                int64         // database size afterwards
 }
 
-func (s loadStats) rows() int { return s.Devices + s.Tags + s.Attrs }
+func (s LoadStats) Rows() int { return s.Devices + s.Tags + s.Attrs }
 
-func (s loadStats) total() time.Duration { return s.Load + s.Index + s.Analyze }
+func (s LoadStats) Total() time.Duration { return s.Load + s.Index + s.Analyze }
 
 // The column lists are those of the INSERTs in sqlstore/devices.go.
 var (
@@ -57,33 +57,33 @@ func microPtr(t *time.Time) int64 {
 }
 
 // deviceValues appends device i's columns, in deviceColumns order.
-func (ds *dataset) deviceValues(dst []any, i int) []any {
-	d, r := &ds.devices[i], &ds.rows[i]
+func (ds *Dataset) deviceValues(dst []any, i int) []any {
+	d, r := &ds.Devices[i], &ds.rows[i]
 	return append(dst, d.ID, d.TenantID, d.ProductID, d.Serial, d.Name, string(d.State), r.tags, r.attrs,
 		d.FirmwareVersion, r.fwKey, micro(d.CreatedAt), micro(d.UpdatedAt), microPtr(d.LastSeen), d.Version)
 }
 
-func (ds *dataset) tagValues(dst []any, i int) []any {
-	t := &ds.tagRows[i]
+func (ds *Dataset) tagValues(dst []any, i int) []any {
+	t := &ds.TagRows[i]
 	return append(dst, t.tenant, t.tag, t.device)
 }
 
-func (ds *dataset) attrValues(dst []any, i int) []any {
-	a := &ds.attrRows[i]
+func (ds *Dataset) attrValues(dst []any, i int) []any {
+	a := &ds.AttrRows[i]
 	return append(dst, a.tenant, a.key, a.value, a.device)
 }
 
-// createOwners writes tenants and products through the store's own API:
+// CreateOwners writes tenants and products through the store's own API:
 // they are few, and this keeps them exactly as the platform writes them.
-func createOwners(ctx context.Context, st store.Store, ds *dataset) error {
+func CreateOwners(ctx context.Context, st store.Store, ds *Dataset) error {
 	return st.Update(ctx, func(tx store.Tx) error {
-		for i := range ds.tenants {
-			if err := tx.CreateTenant(ctx, &ds.tenants[i]); err != nil {
+		for i := range ds.Tenants {
+			if err := tx.CreateTenant(ctx, &ds.Tenants[i]); err != nil {
 				return fmt.Errorf("tenant: %w", err)
 			}
 		}
-		for i := range ds.products {
-			if err := tx.CreateProduct(ctx, &ds.products[i]); err != nil {
+		for i := range ds.Products {
+			if err := tx.CreateProduct(ctx, &ds.Products[i]); err != nil {
 				return fmt.Errorf("product: %w", err)
 			}
 		}
@@ -132,11 +132,11 @@ func (p *progress) end() {
 
 // ---------------------------------------------------------------- SQLite
 
-// loadSQLite fills the fleet tables through the store's writable handle
+// LoadSQLite fills the fleet tables through the store's writable handle
 // with multi-row INSERTs in large transactions, the secondary indexes
 // dropped during the load and rebuilt from their stored definitions.
-func loadSQLite(ctx context.Context, db *sqlstore.DB, ds *dataset, path string, logw io.Writer) (loadStats, error) {
-	st := loadStats{Devices: len(ds.devices), Tags: len(ds.tagRows), Attrs: len(ds.attrRows)}
+func LoadSQLite(ctx context.Context, db *sqlstore.DB, ds *Dataset, path string, logw io.Writer) (LoadStats, error) {
+	st := LoadStats{Devices: len(ds.Devices), Tags: len(ds.TagRows), Attrs: len(ds.AttrRows)}
 	w, _ := db.DBs()
 	conn, err := w.Conn(ctx) // the one write connection, pinned for the whole load
 	if err != nil {
@@ -161,17 +161,17 @@ func loadSQLite(ctx context.Context, db *sqlstore.DB, ds *dataset, path string, 
 		}
 	}
 
-	p := newProgress(logw, "sqlite load", st.rows())
+	p := newProgress(logw, "sqlite load", st.Rows())
 	defer p.end()
 	t0 := time.Now()
 	// 14 columns × 500 rows = 7,000 parameters, well below SQLite's 32,766.
-	if err := sqliteInsert(ctx, conn, "devices", deviceColumns, len(ds.devices), 500, ds.deviceValues, p); err != nil {
+	if err := sqliteInsert(ctx, conn, "devices", deviceColumns, len(ds.Devices), 500, ds.deviceValues, p); err != nil {
 		return st, err
 	}
-	if err := sqliteInsert(ctx, conn, "device_tags", tagColumns, len(ds.tagRows), 2000, ds.tagValues, p); err != nil {
+	if err := sqliteInsert(ctx, conn, "device_tags", tagColumns, len(ds.TagRows), 2000, ds.tagValues, p); err != nil {
 		return st, err
 	}
-	if err := sqliteInsert(ctx, conn, "device_attrs", attrColumns, len(ds.attrRows), 2000, ds.attrValues, p); err != nil {
+	if err := sqliteInsert(ctx, conn, "device_attrs", attrColumns, len(ds.AttrRows), 2000, ds.attrValues, p); err != nil {
 		return st, err
 	}
 	st.Load = time.Since(t0)
@@ -328,12 +328,12 @@ func multiInsert(table string, cols []string, rows int, ph func(k int) string) s
 
 // ------------------------------------------------------------ PostgreSQL
 
-// loadPostgres fills the fleet tables with COPY on the store's writable
+// LoadPostgres fills the fleet tables with COPY on the store's writable
 // pool (one pinned connection), secondary indexes dropped during the load
 // and rebuilt from pg_indexes, then VACUUM ANALYZE, as autovacuum would
 // have done on a database that has been in use.
-func loadPostgres(ctx context.Context, db *sqlstore.DB, ds *dataset, logw io.Writer) (loadStats, error) {
-	st := loadStats{Devices: len(ds.devices), Tags: len(ds.tagRows), Attrs: len(ds.attrRows)}
+func LoadPostgres(ctx context.Context, db *sqlstore.DB, ds *Dataset, logw io.Writer) (LoadStats, error) {
+	st := LoadStats{Devices: len(ds.Devices), Tags: len(ds.TagRows), Attrs: len(ds.AttrRows)}
 	w, _ := db.DBs()
 	conn, err := w.Conn(ctx)
 	if err != nil {
@@ -364,7 +364,7 @@ func loadPostgres(ctx context.Context, db *sqlstore.DB, ds *dataset, logw io.Wri
 				return err
 			}
 		}
-		p = newProgress(logw, "postgres load", st.rows())
+		p = newProgress(logw, "postgres load", st.Rows())
 		t0 := time.Now()
 		for _, t := range []struct {
 			table string
@@ -372,9 +372,9 @@ func loadPostgres(ctx context.Context, db *sqlstore.DB, ds *dataset, logw io.Wri
 			n     int
 			vals  func([]any, int) []any
 		}{
-			{"devices", deviceColumns, len(ds.devices), ds.deviceValues},
-			{"device_tags", tagColumns, len(ds.tagRows), ds.tagValues},
-			{"device_attrs", attrColumns, len(ds.attrRows), ds.attrValues},
+			{"devices", deviceColumns, len(ds.Devices), ds.deviceValues},
+			{"device_tags", tagColumns, len(ds.TagRows), ds.tagValues},
+			{"device_attrs", attrColumns, len(ds.AttrRows), ds.attrValues},
 		} {
 			buf := make([]any, 0, len(t.cols))
 			i, reported := 0, 0
@@ -459,24 +459,24 @@ func pgIndexes(ctx context.Context, c *pgx.Conn) ([]indexDef, error) {
 	})
 }
 
-// verify checks the load through the store's own reads: the state counts
+// Verify checks the load through the store's own reads: the state counts
 // add up and sample devices read back exactly as generated.
-func verify(ctx context.Context, st store.Store, ds *dataset) error {
-	for _, t := range ds.tenants {
+func Verify(ctx context.Context, st store.Store, ds *Dataset) error {
+	for _, t := range ds.Tenants {
 		got, err := st.CountDevicesByState(ctx, t.ID)
 		if err != nil {
 			return err
 		}
-		want := ds.byState[t.ID]
+		want := ds.ByState[t.ID]
 		for s, n := range want {
 			if got[s] != n {
 				return fmt.Errorf("verify: tenant %s has %d %s devices, generated %d", t.Name, got[s], s, n)
 			}
 		}
 	}
-	step := max(1, len(ds.devices)/25)
-	for i := 0; i < len(ds.devices); i += step {
-		want := ds.devices[i]
+	step := max(1, len(ds.Devices)/25)
+	for i := 0; i < len(ds.Devices); i += step {
+		want := ds.Devices[i]
 		got, err := st.GetDevice(ctx, want.TenantID, want.ID)
 		if err != nil {
 			return fmt.Errorf("verify: device %s: %w", want.ID, err)
