@@ -192,11 +192,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.renewIfDue(ctx); err != nil {
 		a.log.Error("certificate renewal failed; retrying later", "err", err)
 	}
+	// The first session exists before anything reports: messages wait in
+	// the queue until it is up.
+	cm, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	wg.Add(4)
-	go func() { defer wg.Done(); a.runMQTT(ctx) }()
+	go func() { defer wg.Done(); a.runMQTT(ctx, cm) }()
 	go func() { defer wg.Done(); a.runUpdates(ctx) }()
 	go func() { defer wg.Done(); a.runTelemetry(ctx) }()
 	go func() { defer wg.Done(); a.runRenewal(ctx) }()
@@ -217,49 +223,62 @@ func (a *Agent) halt(err error) {
 
 // ---- MQTT ----
 
-// runMQTT keeps a session to the broker, a new one after each renewal so
-// that the new certificate is presented.
-func (a *Agent) runMQTT(ctx context.Context) {
+// connect starts a session to the broker (autopaho connects, and
+// reconnects, in the background).
+func (a *Agent) connect(ctx context.Context) (*autopaho.ConnectionManager, error) {
 	host, _, err := net.SplitHostPort(a.cfg.MQTT)
 	if err != nil {
-		a.halt(fmt.Errorf("--mqtt %q: want host:port: %w", a.cfg.MQTT, err))
-		return
+		return nil, fmt.Errorf("--mqtt %q: want host:port: %w", a.cfg.MQTT, err)
 	}
 	u := &url.URL{Scheme: "mqtts", Host: a.cfg.MQTT}
-	for ctx.Err() == nil {
-		cfg := autopaho.ClientConfig{ServerUrls: []*url.URL{u}, TlsCfg: a.id.TLSConfig(a.roots, host), KeepAlive: 30,
-			CleanStartOnInitialConnection: true, ConnectTimeout: 20 * time.Second, Queue: a.queue,
-			ReconnectBackoff: autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, time.Second, 2),
-			OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
-				a.log.Info("connected", "broker", a.cfg.MQTT)
-				go a.onConnected(ctx, cm)
-			},
-			OnConnectError: func(err error) { a.log.Warn("MQTT connection failed; retrying", "broker", a.cfg.MQTT, "err", err) },
-			ClientConfig: paho.ClientConfig{ClientID: a.devID,
-				OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
-					a.dispatch(ctx, p.Packet.Topic, p.Packet.Payload)
-					return true, nil
-				}},
-				OnClientError:      func(err error) { a.log.Warn("MQTT client error", "err", err) },
-				OnServerDisconnect: func(d *paho.Disconnect) { a.log.Warn("disconnected by the broker", "reason_code", d.ReasonCode) },
-			}}
-		cm, err := autopaho.NewConnection(ctx, cfg)
-		if err != nil {
-			a.log.Error("MQTT", "err", err)
-			return
-		}
-		a.mu.Lock()
-		a.cm = cm
-		a.mu.Unlock()
+	cfg := autopaho.ClientConfig{ServerUrls: []*url.URL{u}, TlsCfg: a.id.TLSConfig(a.roots, host), KeepAlive: 30,
+		CleanStartOnInitialConnection: true, ConnectTimeout: 20 * time.Second, Queue: a.queue,
+		ReconnectBackoff: autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, time.Second, 2),
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			a.log.Info("connected", "broker", a.cfg.MQTT)
+			go a.onConnected(ctx, cm)
+		},
+		OnConnectError: func(err error) { a.log.Warn("MQTT connection failed; retrying", "broker", a.cfg.MQTT, "err", err) },
+		ClientConfig: paho.ClientConfig{ClientID: a.devID,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
+				a.dispatch(ctx, p.Packet.Topic, p.Packet.Payload)
+				return true, nil
+			}},
+			OnClientError:      func(err error) { a.log.Warn("MQTT client error", "err", err) },
+			OnServerDisconnect: func(d *paho.Disconnect) { a.log.Warn("disconnected by the broker", "reason_code", d.ReasonCode) },
+		}}
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("MQTT: %w", err)
+	}
+	a.mu.Lock()
+	a.cm = cm
+	a.mu.Unlock()
+	return cm, nil
+}
+
+// runMQTT replaces the session after each renewal (so that the new
+// certificate is presented) or simulated reboot, until ctx ends.
+func (a *Agent) runMQTT(ctx context.Context, cm *autopaho.ConnectionManager) {
+	for {
 		select {
 		case <-ctx.Done():
 		case <-a.reconnect:
-			a.log.Info("reconnecting with the renewed certificate")
+			a.log.Info("starting a new MQTT session")
 		}
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		cm.Disconnect(dctx)
 		cancel()
 		<-cm.Done()
+		if ctx.Err() != nil {
+			return
+		}
+		next, err := a.connect(ctx)
+		if err != nil {
+			a.halt(err)
+			return
+		}
+		cm = next
 	}
 }
 
@@ -410,6 +429,13 @@ func (a *Agent) reportTwin(ctx context.Context) {
 	a.publish(ctx, a.topic("twin/reported"), a.reported())
 }
 
+// uptime is the time since the agent (or the simulated device) started.
+func (a *Agent) uptime() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg.Now().Sub(a.started)
+}
+
 // ---- telemetry ----
 
 func (a *Agent) runTelemetry(ctx context.Context) {
@@ -431,7 +457,7 @@ func (a *Agent) runTelemetry(ctx context.Context) {
 			if cm == nil {
 				continue
 			}
-			b, _ := json.Marshal(Telemetry(a.cfg.Now().Sub(a.started)))
+			b, _ := json.Marshal(Telemetry(a.uptime()))
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if _, err := cm.Publish(pctx, &paho.Publish{QoS: 0, Topic: a.topic("telemetry"), Payload: b}); err != nil {
 				a.log.Debug("telemetry not sent", "err", err)

@@ -266,7 +266,7 @@ func (a *Agent) onCommand(ctx context.Context, reqID string, payload []byte) {
 	case "ping":
 		v, _ := a.cfg.Installer.Current()
 		res = CommandResult{Status: "succeeded", Result: map[string]any{"pong": true, "version": v,
-			"uptime_s": int64(a.cfg.Now().Sub(a.started).Seconds())}}
+			"uptime_s": int64(a.uptime().Seconds())}}
 	case "update_check":
 		a.requestUpdate(trigger{reason: "command"})
 		res = CommandResult{Status: "succeeded", Result: map[string]any{"checking": true}}
