@@ -43,9 +43,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Identity", testIdentity}, // identity.go
 		{"Connectivity", testConnectivity},
 		{"Users", testUsers}, {"Sessions", testSessions}, {"Overview", testOverview}, // users.go
-		{"Security", testSecurity}, // security.go
-		{"OTA", testOTA},           // ota.go
-		{"Alarms", testAlarms},     // alarms.go
+		{"Security", testSecurity},   // security.go
+		{"OTA", testOTA},             // ota.go
+		{"Campaigns", testCampaigns}, // campaigns.go
+		{"Alarms", testAlarms},       // alarms.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
