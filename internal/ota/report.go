@@ -78,6 +78,12 @@ func (s *Service) RecordReport(ctx context.Context, tenantID, deviceID string, r
 			return reportErr("ota/status: artifact %s is not the device's assigned update (%s)", r.ArtifactID, as.ArtifactID)
 		}
 		if as.Status.Final() {
+			// The assignment ended here (e.g. withdrawn while the device was
+			// already installing); a device that says it now runs the image
+			// does: record that, nothing else.
+			if r.Status == model.UpdateSucceeded && as.Status != model.UpdateSucceeded && r.Running == as.Version {
+				return s.setFirmware(ctx, tx, tenantID, deviceID, as.Version, s.now())
+			}
 			return nil
 		}
 		now := s.now()
