@@ -194,8 +194,12 @@ func (s *Service) startWave(ctx context.Context, c *model.Campaign) error {
 		if taken, err = tx.TakeWave(ctx, c.TenantID, c.ID, c.Wave, n, consent, now); err != nil {
 			return err
 		}
+		// The wave's record names its devices (the first thousand: a record
+		// stays small), so each assignment is traceable to it.
+		named := taken[:min(len(taken), 1000)]
 		if err := auditEmit(ctx, tx, c.TenantID, SystemActor, "ota.campaign_wave", c.ID, EventCampaignWave,
-			map[string]any{"campaign_id": c.ID, "wave": c.Wave, "devices": len(taken), "canary": c.Wave == 1 && c.Canary > 0}, now); err != nil {
+			map[string]any{"campaign_id": c.ID, "wave": c.Wave, "devices": len(taken), "device_ids": named,
+				"canary": c.Wave == 1 && c.Canary > 0}, now); err != nil {
 			return err
 		}
 		if c.RequireConsent {
