@@ -151,6 +151,14 @@ func (u *Updater) Run(ctx context.Context) *Result {
 // ErrNoAssignment: the platform assigns this device no update now.
 var ErrNoAssignment = errors.New("no update is assigned to this device")
 
+// FetchError: the metadata could not be fetched (the server is away, or
+// answered with an error); worth trying again later, unlike a refusal of
+// the metadata itself.
+type FetchError struct{ Err error }
+
+func (e *FetchError) Error() string { return "fetching the update metadata: " + e.Err.Error() }
+func (e *FetchError) Unwrap() error { return e.Err }
+
 // ErrUpToDate: the assigned image is the version running now.
 var ErrUpToDate = errors.New("the assigned version is already running")
 
@@ -203,7 +211,7 @@ func (u *Updater) verify(ctx context.Context, running string) (*Pending, error) 
 	if errors.Is(err, ErrNoAssignment) {
 		return nil, err
 	} else if err != nil {
-		return nil, fmt.Errorf("fetching the update metadata: %w", err)
+		return nil, &FetchError{err}
 	}
 	dev := u.Device
 	dev.Version = running
@@ -233,7 +241,7 @@ func (u *Updater) apply(ctx context.Context, p *Pending) *Result {
 	rep := u.reportOf(p)
 	path, err := u.download(ctx, img, rep)
 	if err != nil {
-		return u.fail(rep, running, err)
+		return u.failOrStop(ctx, rep, running, err)
 	}
 	u.report(rep, StatusVerifying)
 	if err := checkFile(img, path); err != nil {
@@ -242,10 +250,10 @@ func (u *Updater) apply(ctx context.Context, p *Pending) *Result {
 	}
 	u.report(rep, StatusInstalling)
 	if err := u.Install.Install(ctx, path, img.Info.Version); err != nil {
-		return u.fail(rep, running, fmt.Errorf("installing: %w", err))
+		return u.failOrStop(ctx, rep, running, fmt.Errorf("installing: %w", err))
 	}
 	if err := u.Install.Switch(ctx); err != nil {
-		return u.fail(rep, running, fmt.Errorf("switching slots: %w", err))
+		return u.failOrStop(ctx, rep, running, fmt.Errorf("switching slots: %w", err))
 	}
 	os.Remove(path)
 	// A restart may really reboot: the journal lets Resume finish the
@@ -331,6 +339,16 @@ func (u *Updater) report(r Report, s Status) {
 		r.Status, r.At = s, u.now().UTC()
 		u.Report(r)
 	}
+}
+
+// failOrStop reports a failure, unless the agent is stopping: then the
+// update is only interrupted (StatusPending, nothing reported) and the next
+// start takes it up again, resuming the download.
+func (u *Updater) failOrStop(ctx context.Context, r Report, running string, err error) *Result {
+	if ctx.Err() != nil {
+		return &Result{Status: StatusPending, Version: running, Err: err}
+	}
+	return u.fail(r, running, err)
 }
 
 func (u *Updater) fail(r Report, running string, err error) *Result {

@@ -299,3 +299,44 @@ func TestUpdateResumesAfterReboot(t *testing.T) {
 		})
 	}
 }
+
+// stopping cancels the agent's context while the image downloads, as a
+// service stop does.
+type stopping struct {
+	*fakeSource
+	cancel context.CancelFunc
+}
+
+func (s *stopping) Fetch(ctx context.Context, id string, off int64, etag string) (io.ReadCloser, error) {
+	s.cancel()
+	return nil, ctx.Err()
+}
+
+// TestUpdateInterruptedIsNotAFailure: stopping the agent mid-download
+// reports nothing final (the platform would end the assignment); the next
+// run takes the update up again.
+func TestUpdateInterruptedIsNotAFailure(t *testing.T) {
+	vd := newVD(t)
+	src := &fakeSource{b: vd.bundle(firmware, release{}), image: firmware}
+	u, _, reports := newUpdater(t, vd, src)
+	p, err := u.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	u.Source = &stopping{fakeSource: src, cancel: cancel}
+	if res := u.Apply(ctx, p); res.Status != StatusPending {
+		t.Fatalf("interrupted: %+v", res)
+	}
+	if got := statuses(*reports); got != "notified downloading" {
+		t.Fatalf("reports: %s", got)
+	}
+	u.Source = src
+	p, err = u.Next(t.Context())
+	if err != nil {
+		t.Fatalf("after the interruption: %v", err)
+	}
+	if res := u.Apply(t.Context(), p); res.Status != StatusSucceeded {
+		t.Fatalf("next run: %+v", res)
+	}
+}

@@ -57,7 +57,9 @@ func (a *Agent) runUpdates(ctx context.Context) {
 		case <-t.C:
 			a.update(ctx, trigger{reason: "poll"})
 		case tr := <-a.updates:
-			a.update(ctx, tr)
+			if ctx.Err() == nil {
+				a.update(ctx, tr)
+			}
 		}
 	}
 }
@@ -91,6 +93,12 @@ func (a *Agent) update(ctx context.Context, t trigger) {
 	case errors.Is(err, ErrNoAssignment) || errors.Is(err, ErrUpToDate):
 		a.log.Debug("no update to install", "trigger", t.reason, "why", err)
 		return
+	case ctx.Err() != nil:
+		return
+	case errors.As(err, new(*FetchError)):
+		// Not the metadata's fault: the next poll tries again.
+		a.log.Warn("update metadata not fetched; trying again later", "trigger", t.reason, "err", err)
+		return
 	case err != nil:
 		a.log.Warn("update metadata refused", "trigger", t.reason, "err", err)
 		if t.hint != nil {
@@ -110,6 +118,9 @@ func (a *Agent) update(ctx context.Context, t trigger) {
 	case StatusRebooting:
 		a.log.Info("rebooting into the new version")
 		a.halt(ErrRebooting)
+		return
+	case StatusPending:
+		a.log.Info("update interrupted; it goes on at the next start", "err", errString(res.Err))
 		return
 	case StatusRolledBack, StatusFailed:
 		if res.Status == StatusRolledBack || errors.Is(res.Err, tufmeta.ErrImage) {

@@ -18,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 
@@ -45,7 +44,7 @@ const (
 // OTA is the update service as these routes need it (*ota.Service).
 type OTA interface {
 	Bundle(ctx context.Context, tenantID, deviceID string, haveVendorRoot int64) (*tufmeta.Bundle, *model.Assignment, error)
-	Open(ctx context.Context, tenantID, id string) (*model.Artifact, *os.File, error)
+	Open(ctx context.Context, tenantID, id string) (*model.Artifact, io.ReadSeekCloser, error)
 	DirectorRoot() []byte
 }
 
