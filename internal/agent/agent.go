@@ -86,6 +86,10 @@ type Agent struct {
 	interval time.Duration
 	answered map[string]json.RawMessage // command ID → result sent (repeats are answered again, not run again)
 	lastRep  *Report
+	// stopDownload cancels the update being downloaded (a withdrawn
+	// assignment); nil once installing started.
+	stopDownload     func()
+	downloadArtifact string
 
 	updates   chan trigger
 	reconnect chan struct{}

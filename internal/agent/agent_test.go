@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -278,5 +280,48 @@ func TestEnrollAndRenew(t *testing.T) {
 	a.cfg.Now = func() time.Time { return next.NotAfter.Add(time.Hour) }
 	if err := a.renewIfDue(ctx); err == nil || !strings.Contains(err.Error(), "enroll again") {
 		t.Fatalf("expired: %v", err)
+	}
+}
+
+// blocking serves the metadata and holds the download until it is
+// cancelled.
+type blocking struct {
+	*fakeSource
+	started chan struct{}
+}
+
+func (b *blocking) Fetch(ctx context.Context, _ string, _ int64, _ string) (io.ReadCloser, error) {
+	close(b.started)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestWithdrawnAssignmentStopsTheDownload: a cancelled assignment message
+// stops an update that is still downloading; nothing is installed and no
+// failure is reported.
+func TestWithdrawnAssignmentStopsTheDownload(t *testing.T) {
+	vd := newVD(t)
+	src := &blocking{fakeSource: &fakeSource{b: vd.bundle(firmware, release{}), image: firmware}, started: make(chan struct{})}
+	u, inst, reports := newUpdater(t, vd, src)
+	a := testAgent(t, Config{Installer: inst})
+	a.updater = u
+	record := u.Report
+	u.Report = func(r Report) { a.publishReport(r); record(r) }
+	done := make(chan struct{})
+	go func() { defer close(done); a.update(t.Context(), trigger{reason: "test"}) }()
+	<-src.started
+	a.onAssignment([]byte(`{"artifact_id":"art-other","cancelled":true}`)) // another update: ignored
+	select {
+	case <-done:
+		t.Fatal("a withdrawal of another artifact stopped the download")
+	case <-time.After(50 * time.Millisecond):
+	}
+	a.onAssignment([]byte(`{"artifact_id":"art-1","cancelled":true,"reason":"campaign cancelled"}`))
+	<-done
+	if got := statuses(*reports); got != "notified downloading" {
+		t.Fatalf("reports: %s", got)
+	}
+	if v, _ := inst.Current(); v != "1.0.0" {
+		t.Fatalf("running %s", v)
 	}
 }

@@ -25,7 +25,18 @@ func (a *Agent) onAssignment(payload []byte) {
 		return
 	}
 	if as.Cancelled || as.ArtifactID == "" {
-		a.log.Info("update assignment withdrawn")
+		a.mu.Lock()
+		stop := a.stopDownload
+		if a.downloadArtifact != as.ArtifactID && as.ArtifactID != "" {
+			stop = nil
+		}
+		a.mu.Unlock()
+		if stop != nil {
+			a.log.Info("update assignment withdrawn; stopping the download", "artifact", as.ArtifactID)
+			stop()
+		} else {
+			a.log.Info("update assignment withdrawn", "artifact", as.ArtifactID)
+		}
 		return
 	}
 	a.log.Info("update assigned", "artifact", as.ArtifactID, "version", as.Version, "campaign", as.CampaignID)
@@ -113,7 +124,16 @@ func (a *Agent) update(ctx context.Context, t trigger) {
 		return
 	}
 	a.log.Info("installing update", "trigger", t.reason, "artifact", p.Image.Assignment.ArtifactID, "version", p.Image.Info.Version)
-	res := a.updater.Apply(ctx, p)
+	// Until it installs, a withdrawn assignment stops the update.
+	uctx, stop := context.WithCancel(ctx)
+	defer stop()
+	a.mu.Lock()
+	a.stopDownload, a.downloadArtifact = stop, p.Image.Assignment.ArtifactID
+	a.mu.Unlock()
+	res := a.updater.Apply(uctx, p)
+	a.mu.Lock()
+	a.stopDownload = nil
+	a.mu.Unlock()
 	switch res.Status {
 	case StatusRebooting:
 		a.log.Info("rebooting into the new version")
@@ -207,6 +227,9 @@ func (a *Agent) publishReport(r Report) {
 	a.mu.Lock()
 	rr := r
 	a.lastRep = &rr
+	if r.Status == StatusInstalling {
+		a.stopDownload = nil // from here the update runs to its end
+	}
 	a.mu.Unlock()
 	a.log.Debug("update step", "status", r.Status, "artifact", r.ArtifactID, "bytes", r.Bytes, "err", r.Error)
 	a.publish(context.Background(), a.topic("ota/status"), r)
