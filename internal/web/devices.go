@@ -229,6 +229,7 @@ type deviceData struct {
 	Parts       *deviceParts
 	TagsText    string
 	AttrsText   string
+	Update      *deviceUpdate // its update status (campaigns.go)
 }
 
 type transitionRow struct {
@@ -284,6 +285,7 @@ func (d *Dashboard) devicePage(w http.ResponseWriter, r *http.Request) {
 		d.internal(w, r, err)
 		return
 	}
+	data.Update = d.deviceUpdateOf(ctx, tid, dev.ID)
 	title := dev.Serial
 	if dev.Name != "" {
 		title = dev.Name + " (" + dev.Serial + ")"

@@ -28,6 +28,8 @@ type homeData struct {
 	Devices []homeDevice
 	More    bool
 	Claims  bool
+	// Updates wait for the household's yes or no (campaigns.go).
+	Updates []homeUpdate
 }
 
 // homeStatus says how a device is doing, for people who do not run fleets.
@@ -82,6 +84,10 @@ func (d *Dashboard) myHome(w http.ResponseWriter, r *http.Request) {
 	for i := range items {
 		st, warn := homeStatus(&items[i], now)
 		data.Devices = append(data.Devices, homeDevice{Device: items[i], Product: names[items[i].ProductID], Status: st, Warn: warn})
+	}
+	if data.Updates, err = d.pendingConsents(ctx, tid, 50); err != nil {
+		d.internal(w, r, err)
+		return
 	}
 	d.render(w, r, http.StatusOK, "home", &view{Title: "My home", Nav: "home", Data: data})
 }

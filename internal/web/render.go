@@ -57,7 +57,9 @@ type view struct {
 	HasFindings bool
 	// HasVulns: vulnerability matching is wired in (the Vulnerabilities page).
 	HasVulns bool
-	Path     string // this page's address, for forms that come back to it
+	// HasCampaigns: the update service is wired in (the Campaigns pages).
+	HasCampaigns bool
+	Path         string // this page's address, for forms that come back to it
 	// Live pages open an event stream that starts after LiveAfter (the
 	// bus position when the page was made).
 	Live      bool
@@ -137,6 +139,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 	vw.Version = d.Version
 	vw.HasFindings = d.Defender != nil
 	vw.HasVulns = d.Vulns != nil
+	vw.HasCampaigns = d.OTA != nil
 	vw.Path = r.URL.RequestURI()
 	if vw.Visit != nil {
 		vw.CSRF = vw.Visit.sess.CSRF

@@ -25,6 +25,7 @@ import (
 	"github.com/steward-iot/steward/internal/commands"
 	"github.com/steward-iot/steward/internal/defender"
 	"github.com/steward-iot/steward/internal/identity"
+	"github.com/steward-iot/steward/internal/ota"
 	"github.com/steward-iot/steward/internal/registry"
 	"github.com/steward-iot/steward/internal/store"
 	"github.com/steward-iot/steward/internal/telemetry"
@@ -48,6 +49,7 @@ type Deps struct {
 	Telemetry *telemetry.Service // telemetry charts
 	Defender  *defender.Engine   // security findings
 	Vulns     *vuln.Service      // advisories affecting the fleet
+	OTA       *ota.Service       // update campaigns, release invalidation, consent
 	Log       *slog.Logger
 	Version   string
 	// SecureCookies marks cookies Secure even on plain-HTTP requests (a
@@ -182,6 +184,7 @@ func (d *Dashboard) routes() chi.Router {
 	r.Get("/vulnerabilities", d.signedIn(d.vulnsPage))
 	r.Get("/vulnerabilities/{advisoryID}", d.signedIn(d.advisoryPage))
 	r.Get("/audit", d.signedIn(d.auditPage))
+	d.campaignRoutes(r)
 
 	r.Get("/settings", d.signedIn(d.settingsHome))
 	r.Get("/settings/keys", d.signedIn(d.keysPage))
