@@ -311,9 +311,9 @@ func LoadCA(ctx context.Context, stateDir, server, caFile, fingerprint string) (
 			return nil, "", err
 		}
 	}
-	certs, err := parseCerts(pemBytes)
+	certs, err := identity.ParseCertsPEM(pemBytes)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("the platform CA: %w", err)
 	}
 	fp := hex.EncodeToString(sumOf(anchorOf(certs).Raw))
 	if fingerprint != "" {
@@ -342,29 +342,6 @@ func LoadCA(ctx context.Context, stateDir, server, caFile, fingerprint string) (
 }
 
 func sumOf(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
-
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("the platform CA: %w", err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("the platform CA file holds no PEM certificate")
-	}
-	return out, nil
-}
 
 // anchorOf is the self-signed root of a chain (else its last certificate).
 func anchorOf(certs []*x509.Certificate) *x509.Certificate {

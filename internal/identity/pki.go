@@ -327,7 +327,10 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// parseCertsPEM reads every CERTIFICATE block; at least one is required.
+// ParseCertsPEM reads every CERTIFICATE block of a PEM file (a CA chain);
+// at least one is required.
+func ParseCertsPEM(b []byte) ([]*x509.Certificate, error) { return parseCertsPEM(b) }
+
 func parseCertsPEM(b []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for {
