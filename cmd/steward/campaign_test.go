@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/steward-iot/steward/internal/client"
+	"github.com/steward-iot/steward/internal/identity"
+	"github.com/steward-iot/steward/internal/model"
+)
+
+// TestCampaignWithAgents runs a real server and four real `steward agent`
+// processes and rolls 2.0.0 out in a campaign: a canary of two healthy
+// agents, then waves of one. The third agent's health check fails on
+// 2.0.0: it rolls back and says why, the failure ratio crosses the
+// threshold, and the campaign aborts on its own — the fourth agent is
+// never told and stays on 1.0.0. Every step travels the real way:
+// ota/assignment over MQTT, signed metadata and the image over the
+// certificate-authenticated device routes, reports on ota/status.
+func TestCampaignWithAgents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dataDir := t.TempDir()
+	n := &node{name: "server", dataDir: dataDir, bin: bin,
+		args: []string{"server", "--dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn"},
+		env:  append(os.Environ(), "STEWARD_MQTT_LISTEN=127.0.0.1:0", "STEWARD_EST_LISTEN=127.0.0.1:0")}
+	n.start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	keyBytes, err := os.ReadFile(filepath.Join(dataDir, "admin-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(keyBytes))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, _ := client.New(n.api, key, "", client.Options{})
+	var tenant, product struct{ ID string }
+	must(admin.Do(ctx, "POST", "/api/v1/tenants", map[string]string{"name": "fleet", "kind": "enterprise"}, &tenant))
+	api, _ := client.New(n.api, key, tenant.ID, client.Options{})
+	must(api.Do(ctx, "POST", "/api/v1/products", map[string]string{"vendor": "Acme", "model": "Gateway"}, &product))
+
+	caFile := filepath.Join(dataDir, "pki", identity.RootCertFile)
+	common := []string{"--server", n.est, "--mqtt", n.mqtt, "--ca", caFile, "--telemetry-interval", "5s", "--poll", "1h"}
+	var agents []*agentProc
+	for i := range 4 {
+		var tok struct{ Token string }
+		must(api.Do(ctx, "POST", "/api/v1/bootstrap-tokens", map[string]any{"product_id": product.ID, "name": "campaign e2e"}, &tok))
+		args := append([]string{"--serial", fmt.Sprintf("GW-%04d", i+1), "--bootstrap-token", tok.Token}, common...)
+		if i == 2 {
+			args = append(args, "--health-cmd", `test "$STEWARD_NEW_VERSION" != 2.0.0 || { echo "service did not come up"; exit 1; }`)
+		}
+		// Started one after the other: device IDs grow, and a campaign
+		// takes the lowest first.
+		agents = append(agents, startAgent(t, bin, fmt.Sprintf("gw%d", i+1), args...))
+	}
+	for _, a := range agents {
+		eventually(t, 30*time.Second, a.name+" is online", func() bool {
+			var d model.Device
+			return api.Do(ctx, "GET", "/api/v1/devices/"+a.deviceID, nil, &d) == nil && d.LastSeen != nil
+		})
+	}
+
+	// The vendor signs 2.0.0 offline; the operator starts the campaign.
+	vdir := t.TempDir()
+	in := func(f string) string { return filepath.Join(vdir, f) }
+	run(t, bin, "ota", "keygen", "--out", in("root.key"))
+	run(t, bin, "ota", "keygen", "--out", in("targets.key"))
+	run(t, bin, "ota", "root", "init", "--out", in("root.json"), "--root-key", in("root.key"), "--targets-key", in("targets.pub"))
+	must(os.WriteFile(in("fw-2.0.0.bin"), bytes.Repeat([]byte("steward firmware 2.0.0 "), 50_000), 0o644))
+	apiFlags := []string{"--server", n.api, "--api-key", key, "--tenant", tenant.ID}
+	out := run(t, bin, append([]string{"ota", "upload", in("fw-2.0.0.bin"), "--product", product.ID, "--hardware-id", product.ID,
+		"--version", "2.0.0"}, apiFlags...)...)
+	m := regexp.MustCompile(`artifact (art_\w+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("upload: %s", out)
+	}
+	art := m[1]
+	run(t, bin, "ota", "sign", in("fw-2.0.0.bin"), "--targets", in("targets.json"), "--key", in("targets.key"), "--version", "2.0.0",
+		"--hardware-id", product.ID)
+	run(t, bin, append([]string{"ota", "push", in("root.json")}, apiFlags...)...)
+	run(t, bin, append([]string{"ota", "push", in("targets.json")}, apiFlags...)...)
+
+	start := time.Now()
+	var c model.Campaign
+	must(api.Do(ctx, "POST", "/api/v1/campaigns", map[string]any{"name": "gateways 2.0.0", "artifact_id": art,
+		"query": map[string]any{"product_id": product.ID}, "canary": 2, "wave_size": 1, "success_ratio": 1.0, "max_failure_ratio": 0.25}, &c))
+	if c.Total != 4 {
+		t.Fatalf("campaign targets %d devices, want 4", c.Total)
+	}
+	id := c.ID
+	eventually(t, 120*time.Second, "the campaign aborts", func() bool {
+		c = model.Campaign{} // a fresh value: decoding merges into a map
+		return api.Do(ctx, "GET", "/api/v1/campaigns/"+id, nil, &c) == nil && c.State == model.CampaignAborted
+	})
+	t.Logf("campaign start to abort: %s (%s)", time.Since(start).Round(time.Millisecond), c.Reason)
+	if !strings.Contains(c.Reason, "failure threshold") || c.Counts[model.UpdateSucceeded] != 2 || c.Counts[model.UpdateRolledBack] != 1 {
+		t.Errorf("aborted campaign: %+v", c)
+	}
+	var devs struct{ Items []model.CampaignDevice }
+	must(api.Do(ctx, "GET", "/api/v1/campaigns/"+c.ID+"/devices", nil, &devs))
+	byDevice := map[string]model.CampaignDevice{}
+	for _, d := range devs.Items {
+		byDevice[d.DeviceID] = d
+	}
+	for i, a := range agents {
+		cd := byDevice[a.deviceID]
+		var d model.Device
+		must(api.Do(ctx, "GET", "/api/v1/devices/"+a.deviceID, nil, &d))
+		slot, version, why := a.slots(t)
+		switch i {
+		case 0, 1: // the canary
+			if cd.Wave != 1 || cd.Status != model.UpdateSucceeded || version != "2.0.0" || slot != "b" || d.FirmwareVersion != "2.0.0" {
+				t.Errorf("%s: %+v, slot %s %s, registry %s", a.name, cd, slot, version, d.FirmwareVersion)
+			}
+		case 2: // the failing one, alone in wave 2
+			if cd.Wave != 2 || cd.Status != model.UpdateRolledBack || !strings.Contains(cd.Detail, "service did not come up") ||
+				version != "1.0.0" || !strings.Contains(why, "health check of 2.0.0 failed") || d.FirmwareVersion == "2.0.0" {
+				t.Errorf("%s: %+v, slot %s %s (%s), registry %s", a.name, cd, slot, version, why, d.FirmwareVersion)
+			}
+		case 3: // never told
+			if cd.Wave != 0 || cd.Status != model.UpdateCancelled || version != "1.0.0" || strings.Contains(a.out.String(), "installing update") {
+				t.Errorf("%s: %+v, slot %s %s", a.name, cd, slot, version)
+			}
+		}
+	}
+}
