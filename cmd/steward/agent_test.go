@@ -347,6 +347,29 @@ func TestAgentsEndToEnd(t *testing.T) {
 		t.Fatalf("the unassigned device changed to %s", v)
 	}
 
+	// A quarantined device keeps exactly its updates: gw1 is quarantined,
+	// 2.1.0 is released and assigned to it, and it installs it.
+	gw1 := agents[0]
+	must(api.Do(ctx, "POST", "/api/v1/devices/"+gw1.deviceID+"/transitions", map[string]any{"to": "active", "reason": "agent e2e"}, nil))
+	must(api.Do(ctx, "POST", "/api/v1/devices/"+gw1.deviceID+"/transitions", map[string]any{"to": "quarantined", "reason": "agent e2e"}, nil))
+	image21 := bytes.Repeat([]byte("steward firmware 2.1.0 "), 50_000)
+	must(os.WriteFile(in("fw-2.1.0.bin"), image21, 0o644))
+	out = run(t, bin, append([]string{"ota", "upload", in("fw-2.1.0.bin"), "--product", product.ID, "--hardware-id", product.ID,
+		"--version", "2.1.0"}, apiFlags...)...)
+	m = regexp.MustCompile(`artifact (art_\w+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("upload: %s", out)
+	}
+	run(t, bin, "ota", "sign", in("fw-2.1.0.bin"), "--targets", in("targets.json"), "--key", in("targets.key"), "--version", "2.1.0",
+		"--hardware-id", product.ID)
+	run(t, bin, append([]string{"ota", "push", in("targets.json")}, apiFlags...)...)
+	must(api.Do(ctx, "PUT", "/api/v1/devices/"+gw1.deviceID+"/ota/assignment", map[string]any{"artifact_id": m[1]}, nil))
+	eventually(t, 60*time.Second, "the quarantined gw1 installs 2.1.0", func() bool {
+		var as struct{ Status string }
+		_, v, _ := gw1.slots(t)
+		return api.Do(ctx, "GET", "/api/v1/devices/"+gw1.deviceID+"/ota/assignment", nil, &as) == nil && as.Status == "succeeded" && v == "2.1.0"
+	})
+
 	// Wipe: the agent answers, erases its identity and state, and exits.
 	var cmd struct{ ID string }
 	must(api.Do(ctx, "POST", "/api/v1/devices/"+claimed.deviceID+"/commands", map[string]any{"name": "wipe", "params": map[string]any{}}, &cmd))

@@ -367,7 +367,7 @@ func fetchCA(ctx context.Context, server string) ([]byte, error) {
 	}
 	res, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the platform CA from %s: %w", server, err)
+		return nil, fmt.Errorf("fetching the platform CA from %s: %w (is --server the Enroll address the server prints? or pass --ca FILE)", server, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
