@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward/internal/broker"
+	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/testutil/testserver"
 )
 
@@ -97,3 +99,56 @@ func TestRebootResumes(t *testing.T) {
 		t.Fatalf("journal left: %v", err)
 	}
 }
+
+// TestRenewalReconnects: after a renewal the running agent starts a new
+// MQTT session presenting the new certificate, and still answers commands.
+func TestRenewalReconnects(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t, testserver.Options{})
+	tn := srv.CreateTenant(t, "agent-renewal")
+	p := srv.CreateProduct(t, tn.ID)
+	tok := srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/bootstrap-tokens", Key: tn.Admin.Secret,
+		Body: map[string]any{"product_id": p.ID, "name": "renewal test"}}).Str("token")
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Platform.Identity.CA().Anchor().Raw}), 0o644)
+	inst, err := NewDirInstaller(filepath.Join(dir, "slots"), "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	a, err := New(ctx, Config{Server: srv.Platform.ESTURL(), MQTT: srv.Platform.MQTTAddr(broker.ListenerCert), CAFile: caFile,
+		StateDir: filepath.Join(dir, "state"), Enroll: Enrollment{BootstrapToken: tok, Serial: srv.Unique("SN")}, Installer: inst,
+		TelemetryInterval: time.Hour, Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	serialOn := func(want string) func() bool {
+		return func() bool {
+			res := srv.Do(t, testserver.Req{Method: http.MethodGet, Path: "/api/v1/devices/" + a.DeviceID() + "/connection", Key: tn.Admin.Secret})
+			return res.Status == http.StatusOK && res.Str("cert_serial") == want
+		}
+	}
+	first := a.Identity().Certificate()
+	testserver.Eventually(t, 30*time.Second, serialOn(identitySerial(first)), "connected with the first certificate")
+	if err := a.renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := a.Identity().Certificate()
+	testserver.Eventually(t, 30*time.Second, serialOn(identitySerial(next)), "connected again with the renewed certificate")
+	cmd := srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/devices/" + a.DeviceID() + "/commands",
+		Key: tn.Admin.Secret, Body: map[string]any{"name": "ping"}}).Str("id")
+	testserver.Eventually(t, 30*time.Second, func() bool {
+		res := srv.Do(t, testserver.Req{Method: http.MethodGet, Path: "/api/v1/devices/" + a.DeviceID() + "/commands/" + cmd, Key: tn.Admin.Secret})
+		return res.Str("status") == "succeeded"
+	}, "ping answered after the renewal")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+func identitySerial(c *x509.Certificate) string { return identity.SerialHex(c.SerialNumber) }
