@@ -219,7 +219,25 @@ func (d *Dashboard) countCampaign(ctx context.Context, c *model.Campaign) error 
 	}
 	counts[model.UpdatePending] += waiting
 	c.Counts = counts
+	countUnstarted(c)
 	return nil
+}
+
+// countUnstarted counts the devices of an ended campaign that never were
+// in a wave as cancelled: the counts cover the waves started and the
+// devices still waiting, and an ended campaign's waiting devices were
+// cancelled in place.
+func countUnstarted(c *model.Campaign) {
+	var sum int64
+	for _, n := range c.Counts {
+		sum += n
+	}
+	if c.Total > sum && !c.State.Open() {
+		if c.Counts == nil {
+			c.Counts = map[model.UpdateStatus]int64{}
+		}
+		c.Counts[model.UpdateCancelled] += c.Total - sum
+	}
 }
 
 // ---- one campaign ----
@@ -261,6 +279,7 @@ func (d *Dashboard) loadCampaign(r *http.Request) (data *campaignData, found boo
 	if err != nil {
 		return nil, true, err
 	}
+	countUnstarted(c)
 	data = &campaignData{C: c, Progress: campaignProgress("campaign-progress", c), Chart: statusChart(c),
 		Statuses: model.UpdateStatuses}
 	if a, err := d.Store.GetArtifact(ctx, tid, c.ArtifactID); err == nil {

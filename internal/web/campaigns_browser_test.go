@@ -252,6 +252,25 @@ func TestBrowserCampaigns(t *testing.T) {
 			}
 		}
 		operator.screenshot("campaigns-list")
+		// The list follows the event stream too.
+		operator.run("marking the list", chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`),
+			chromedp.WaitVisible(css(`#live-status[data-state="live"]`)))
+		told := campaignDevices(t, srv, tid, campaignID, model.UpdateNotified)
+		if len(told) != 1 {
+			t.Fatalf("%d devices notified, want 1", len(told))
+		}
+		if err := srv.Platform.OTA.RecordReport(ctx, tid, told[0].DeviceID, &ota.DeviceReport{Status: model.UpdateSucceeded, ArtifactID: artifact}); err != nil {
+			t.Fatal(err)
+		}
+		operator.poll("the list row changing", fmt.Sprintf(`document.querySelector(%q).textContent.includes("2 succeeded, 1 failed, 0 in progress")`,
+			fmt.Sprintf(`#campaign-table tr[data-campaign=%q]`, campaignID)))
+		if !js[bool](operator, "checking the list was not reloaded", `window.notReloaded === true`) {
+			t.Fatal("the campaign list was reloaded; changes must arrive over the event stream")
+		}
+		operator.phone()
+		operator.run("the campaign on a phone", chromedp.Navigate(base+"/campaigns/"+campaignID), chromedp.WaitVisible(css(`#campaign-live`)))
+		operator.viewShot("campaign-phone")
+		operator.desktop()
 	})
 
 	t.Run("a viewer sees no buttons and is refused anyway", func(t *testing.T) {
@@ -293,7 +312,7 @@ func TestBrowserCampaigns(t *testing.T) {
 			chromedp.Click(css(`#invalidate-confirm`)),
 			chromedp.WaitVisible(css(`.flash`)))
 		got := admin.text(`.flash-ok`)
-		for _, want := range []string{"Release 3.0.0 is invalidated", "Cancelled 1 campaign", "Devices already running it: 1."} {
+		for _, want := range []string{"Release 3.0.0 is invalidated", "Cancelled 1 campaign", "Devices already running it: 2."} {
 			if !strings.Contains(got, want) {
 				t.Errorf("invalidating says %q, want %q in it", got, want)
 			}
@@ -301,7 +320,12 @@ func TestBrowserCampaigns(t *testing.T) {
 		if got := admin.text(`#campaign-state`); got != "cancelled" {
 			t.Fatalf("after invalidating, the campaign is %q", got)
 		}
-		if got := admin.text(`#release-invalidated`); !strings.Contains(got, "bricks rev B boards") || !strings.Contains(got, "1 device(s) already run") {
+		// The device still waiting for its wave counts as cancelled.
+		if desc := js[string](admin, "reading the chart", `document.getElementById("chart-update-status-d").textContent`); !strings.Contains(desc, "cancelled: 1") ||
+			!strings.Contains(desc, "pending: 0") {
+			t.Fatalf("after invalidating, the chart says %q", desc)
+		}
+		if got := admin.text(`#release-invalidated`); !strings.Contains(got, "bricks rev B boards") || !strings.Contains(got, "2 device(s) already run") {
 			t.Fatalf("the release box says %q", got)
 		}
 		href := get(admin, "reading the follow-up link", chromedp.AttributeValue(css(`#release-installed a`), "href")).Value

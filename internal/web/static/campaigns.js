@@ -5,6 +5,34 @@
 // numbers, the chart and the device table stay the server's own.
 (function () {
   'use strict';
+  // The campaign list: rows are made again from the page itself when a
+  // campaign or a device in one changes (the page is short: one page of
+  // campaigns).
+  var table = document.getElementById('campaign-table');
+  if (table) {
+    var listTimer = null;
+    var reloadRows = function () {
+      fetch(location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } })
+        .then(function (r) { if (!r.ok) { throw new Error('status ' + r.status); } return r.text(); })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, 'text/html');
+          var rows = doc.querySelector('#campaign-table tbody');
+          if (rows) {
+            table.querySelector('tbody').replaceWith(rows);
+            table.setAttribute('data-updates', String(Number(table.getAttribute('data-updates') || '0') + 1));
+          }
+        })
+        .catch(function () { /* the next event tries again */ });
+    };
+    document.addEventListener('steward:event', function (e) {
+      var ev = e.detail || {};
+      if (ev.type && (ev.type.indexOf('campaign.') === 0 || ev.type.indexOf('ota.') === 0 || ev.type === 'artifact.invalidated')) {
+        clearTimeout(listTimer);
+        listTimer = setTimeout(reloadRows, 300);
+      }
+    });
+  }
+
   var root = document.getElementById('campaign-live');
   if (!root) { return; }
   var id = root.getAttribute('data-campaign');
