@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,8 +97,9 @@ func TestCampaignWithAgents(t *testing.T) {
 
 	start := time.Now()
 	var c model.Campaign
-	must(api.Do(ctx, "POST", "/api/v1/campaigns", map[string]any{"name": "gateways 2.0.0", "artifact_id": art,
-		"query": map[string]any{"product_id": product.ID}, "canary": 2, "wave_size": 1, "success_ratio": 1.0, "max_failure_ratio": 0.25}, &c))
+	out = run(t, bin, append([]string{"ota", "campaign", "create", "--name", "gateways 2.0.0", "--artifact", art, "--product", product.ID,
+		"--canary", "2", "--wave-size", "1", "--success", "1", "--max-failure", "0.25", "--json"}, apiFlags...)...)
+	must(json.Unmarshal([]byte(out), &c))
 	if c.Total != 4 {
 		t.Fatalf("campaign targets %d devices, want 4", c.Total)
 	}
@@ -109,6 +111,10 @@ func TestCampaignWithAgents(t *testing.T) {
 	t.Logf("campaign start to abort: %s (%s)", time.Since(start).Round(time.Millisecond), c.Reason)
 	if !strings.Contains(c.Reason, "failure threshold") || c.Counts[model.UpdateSucceeded] != 2 || c.Counts[model.UpdateRolledBack] != 1 {
 		t.Errorf("aborted campaign: %+v", c)
+	}
+	if out := run(t, bin, append([]string{"ota", "campaign", "show", id}, apiFlags...)...); !strings.Contains(out, "state aborted") ||
+		!strings.Contains(out, "rolled_back") {
+		t.Errorf("campaign show: %s", out)
 	}
 	var devs struct{ Items []model.CampaignDevice }
 	must(api.Do(ctx, "GET", "/api/v1/campaigns/"+c.ID+"/devices", nil, &devs))
@@ -135,6 +141,35 @@ func TestCampaignWithAgents(t *testing.T) {
 			if cd.Wave != 0 || cd.Status != model.UpdateCancelled || version != "1.0.0" || strings.Contains(a.out.String(), "installing update") {
 				t.Errorf("%s: %+v, slot %s %s", a.name, cd, slot, version)
 			}
+		}
+	}
+}
+
+func TestParseWindow(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want model.MaintenanceWindow
+		err  string
+	}{
+		{in: "02:00-05:00", want: model.MaintenanceWindow{Start: "02:00", End: "05:00"}},
+		{in: "22:00-04:00@Europe/Berlin", want: model.MaintenanceWindow{Start: "22:00", End: "04:00", TimeZone: "Europe/Berlin"}},
+		{in: "01:00-03:00@Europe/Berlin/mon,tue", want: model.MaintenanceWindow{Start: "01:00", End: "03:00", TimeZone: "Europe/Berlin",
+			Days: []string{"mon", "tue"}}},
+		{in: "01:00-03:00/sat,sun", want: model.MaintenanceWindow{Start: "01:00", End: "03:00", Days: []string{"sat", "sun"}}},
+		{in: "01:00", err: "no START-END"},
+		{in: "25:00-03:00", err: "start"},
+		{in: "01:00-03:00@Mars/Olympus", err: "time zone"},
+		{in: "01:00-03:00/someday", err: "day"},
+	} {
+		w, err := parseWindow(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one naming %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(*w) != fmt.Sprint(tc.want) {
+			t.Errorf("%q: %+v %v, want %+v", tc.in, w, err, tc.want)
 		}
 	}
 }

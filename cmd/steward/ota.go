@@ -30,7 +30,7 @@ func otaCmd() *cobra.Command {
 		Long: `Update images and their signed metadata (TUF/Uptane model, see docs/ota.md).
 
 The vendor's keys stay off the server: keygen, root, sign and cosign work on local files.
-upload, push and assign drive the API.
+upload, push, assign, campaign and invalidate drive the API.
 
   steward ota keygen --out root.key
   steward ota keygen --out targets.key
@@ -38,9 +38,11 @@ upload, push and assign drive the API.
   steward ota upload fw-1.4.2.bin --product <id> --hardware-id board-a --version 1.4.2
   steward ota sign fw-1.4.2.bin --targets targets.json --key targets.key --version 1.4.2 --hardware-id board-a
   steward ota push root.json && steward ota push targets.json
-  steward ota assign <device-id> --artifact <artifact-id>`}
+  steward ota assign <device-id> --artifact <artifact-id>
+  steward ota campaign create --name "1.4.2" --artifact <artifact-id> --product <id> --canary 5 --wave-size 500`}
 	cmd.AddCommand(otaKeygenCmd(), otaRootCmd(), otaSignCmd(), otaCosignCmd())
 	cmd.AddCommand(otaAPICmds()...)
+	cmd.AddCommand(campaignCmd(), otaInvalidateCmd())
 	return cmd
 }
 
