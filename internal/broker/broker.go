@@ -24,6 +24,7 @@ import (
 
 	"github.com/steward-iot/steward/internal/bus"
 	"github.com/steward-iot/steward/internal/commands"
+	"github.com/steward-iot/steward/internal/discovery"
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/store"
@@ -145,6 +146,9 @@ type Deps struct {
 	// takeovers and token logins). It runs on the event goroutine and must
 	// not block.
 	OnConnectionEvent func(model.Event)
+	// Neighbours stores what d/{id}/security/neighbours reports (optional:
+	// without it such reports are refused).
+	Neighbours *discovery.Service
 }
 
 // Broker is the running MQTT broker.

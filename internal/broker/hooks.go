@@ -16,6 +16,7 @@ import (
 
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/commands"
+	"github.com/steward-iot/steward/internal/discovery"
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/store"
@@ -511,6 +512,20 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return pk, b.refuse(s, pk, codeBadPayload, err.Error())
 		}
 		b.m.messages.WithLabelValues(strings.ReplaceAll(rest, "/", "_")).Inc()
+	case inNeighbours:
+		if b.d.Neighbours == nil {
+			return pk, b.refuse(s, pk, codeNotAuthorized, "this platform does not take neighbour reports")
+		}
+		var err error
+		offload(func() { _, err = b.d.Neighbours.ReportPayload(ctx, s.tenantID, s.deviceID, pk.Payload) })
+		var inv *discovery.InvalidError
+		if errors.As(err, &inv) {
+			return pk, b.refuse(s, pk, codeBadPayload, inv.Error())
+		}
+		if err != nil {
+			return pk, b.storeFailed(s, pk, err)
+		}
+		b.m.messages.WithLabelValues("neighbours").Inc()
 	default: // the ACL lets nothing else through
 		return pk, b.refuse(s, pk, codeNotAuthorized, "not a topic a device may publish to")
 	}

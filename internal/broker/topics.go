@@ -13,6 +13,7 @@ const (
 	topicErrors         = "errors"
 	topicOTAStatus      = "ota/status"
 	topicSecMetrics     = "security/metrics"
+	topicNeighbours     = "security/neighbours"
 )
 
 // DeviceTopic returns d/{deviceID}/{rest}.
@@ -48,6 +49,7 @@ const (
 	inCommandResult
 	inOTAStatus
 	inSecurityMetrics
+	inNeighbours
 )
 
 // classify tells what a device's publish to rest (under its prefix) is,
@@ -66,6 +68,8 @@ func classify(rest string) (inbound, string) {
 		return inOTAStatus, ""
 	case topicSecMetrics:
 		return inSecurityMetrics, ""
+	case topicNeighbours:
+		return inNeighbours, ""
 	}
 	if r, ok := strings.CutPrefix(rest, "commands/"); ok {
 		if id, ok := strings.CutSuffix(r, "/result"); ok && id != "" && !strings.ContainsAny(id, "/+#") {

@@ -137,6 +137,14 @@ func TestReportMarkKnownAdopt(t *testing.T) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("list: %+v %v", list, err)
 	}
+	first, next, err := svc.List(ctx, tenant, model.NeighbourQuery{}, store.ListOptions{Limit: 1})
+	if err != nil || len(first) != 1 || next == "" {
+		t.Fatalf("first page: %+v %q %v", first, next, err)
+	}
+	second, next, err := svc.List(ctx, tenant, model.NeighbourQuery{}, store.ListOptions{Limit: 1, Cursor: next})
+	if err != nil || len(second) != 1 || next != "" || second[0].MAC == first[0].MAC {
+		t.Fatalf("second page: %+v %q %v", second, next, err)
+	}
 	plug := list[0]
 	if plug.MAC != "24:0a:c4:00:11:22" || !strings.Contains(plug.Vendor, "Espressif") || plug.Reports != 2 ||
 		!plug.FirstSeen.Equal(now.Add(-time.Hour)) || !plug.LastSeen.Equal(now) || plug.ReportedBy != gw.ID ||

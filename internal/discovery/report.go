@@ -27,8 +27,8 @@ const (
 // Sources a neighbour may be seen by.
 var Sources = []string{"arp", "ndp", "mdns"}
 
-// Neighbour is one entry of a report.
-type Neighbour struct {
+// ReportedNeighbour is one entry of a report.
+type ReportedNeighbour struct {
 	MAC      string   `json:"mac" doc:"EUI-48, any of the usual notations (aa:bb:cc:dd:ee:ff, AA-BB-…, aabb.ccdd.eeff)."`
 	IP       string   `json:"ip,omitempty"`
 	Hostname string   `json:"hostname,omitempty"`
@@ -36,9 +36,9 @@ type Neighbour struct {
 	Services []string `json:"services,omitempty" doc:"mDNS service types, e.g. _hap._tcp."`
 }
 
-// Report is what a device sends on d/{id}/security/neighbours.
-type Report struct {
-	Neighbours []Neighbour `json:"neighbours"`
+// NeighbourReport is what a device sends on d/{id}/security/neighbours.
+type NeighbourReport struct {
+	Neighbours []ReportedNeighbour `json:"neighbours"`
 }
 
 // InvalidError is a refused report; it names the entry and field.
@@ -52,11 +52,11 @@ func invalid(field, format string, a ...any) error {
 
 // ParseReport decodes and checks a report: a JSON object
 // {"neighbours": [...]} (or the bare array), unknown fields refused.
-func ParseReport(payload []byte) (*Report, error) {
+func ParseReport(payload []byte) (*NeighbourReport, error) {
 	if len(payload) > MaxReportBytes {
 		return nil, invalid("payload", "%d bytes; at most %d", len(payload), MaxReportBytes)
 	}
-	var r Report
+	var r NeighbourReport
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")
 	var target any = &r
 	if len(trimmed) > 0 && trimmed[0] == '[' {
@@ -81,12 +81,12 @@ func ParseReport(payload []byte) (*Report, error) {
 
 // Check validates and normalises the report in place: MACs in lower case
 // with colons, entries for one MAC merged.
-func (r *Report) Check() error {
+func (r *NeighbourReport) Check() error {
 	if len(r.Neighbours) > MaxNeighbours {
 		return invalid("neighbours", "%d entries; at most %d per report", len(r.Neighbours), MaxNeighbours)
 	}
 	byMAC := map[string]int{}
-	var out []Neighbour
+	var out []ReportedNeighbour
 	for i, n := range r.Neighbours {
 		field := fmt.Sprintf("neighbours[%d]", i)
 		mac, err := NormalizeMAC(n.MAC)

@@ -43,8 +43,8 @@ func New(st store.Store, reg *registry.Service, id *identity.Service) *Service {
 // SetClock replaces the clock (tests).
 func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
-// ReportResult says what a report changed.
-type ReportResult struct {
+// NeighbourReportResult says what a report changed.
+type NeighbourReportResult struct {
 	Received  int      `json:"received"`
 	Managed   int      `json:"managed" doc:"Entries that are managed devices of the tenant (skipped)."`
 	New       int      `json:"new"`
@@ -53,7 +53,7 @@ type ReportResult struct {
 }
 
 // ReportPayload parses and stores a report published by a device.
-func (s *Service) ReportPayload(ctx context.Context, tenantID, deviceID string, payload []byte) (*ReportResult, error) {
+func (s *Service) ReportPayload(ctx context.Context, tenantID, deviceID string, payload []byte) (*NeighbourReportResult, error) {
 	r, err := ParseReport(payload)
 	if err != nil {
 		return nil, err
@@ -66,14 +66,14 @@ func (s *Service) ReportPayload(ctx context.Context, tenantID, deviceID string, 
 // included) are skipped. New neighbours are audited and raise
 // neighbour.discovered; neighbours seen again only move their last seen
 // (observations, not changes of record).
-func (s *Service) Report(ctx context.Context, actor, tenantID, deviceID string, r *Report) (*ReportResult, error) {
+func (s *Service) Report(ctx context.Context, actor, tenantID, deviceID string, r *NeighbourReport) (*NeighbourReportResult, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
 	}
-	res := &ReportResult{Received: len(r.Neighbours)}
+	res := &NeighbourReportResult{Received: len(r.Neighbours)}
 	now := s.now()
 	err := s.st.Update(ctx, func(tx store.Tx) error {
-		*res = ReportResult{Received: len(r.Neighbours)}
+		*res = NeighbourReportResult{Received: len(r.Neighbours)}
 		d, err := tx.GetDevice(ctx, tenantID, deviceID)
 		if err != nil {
 			return err

@@ -75,6 +75,8 @@ type fixture struct {
 	sec securityFixture
 	// update service resources, when the server documents them (ota_test.go)
 	ota otaFixture
+	// end-of-life and discovery resources, when the server documents them (lifecycle_test.go)
+	life lifecycleFixture
 }
 
 // sink is an endpoint that accepts every webhook delivery.
@@ -133,6 +135,9 @@ func (f *fixture) fill(t *testing.T) {
 	if documented(t, srv, "createArtifact") {
 		f.fillOTA(t)
 	}
+	if documented(t, srv, "reportNeighbours") {
+		f.fillLifecycle(t)
+	}
 	if documented(t, srv, "createCommand") {
 		res = srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + f.device.ID + "/commands",
 			Key: key, Body: map[string]any{"name": "reboot"}})
@@ -185,6 +190,8 @@ func (f *fixture) pathID(param string) (string, bool) {
 		return f.sec.findingID, true
 	case "artifactID":
 		return f.ota.artifactID, true
+	case "mac":
+		return f.life.mac, true
 	}
 	return "", false
 }
@@ -256,6 +263,9 @@ func (f *fixture) validBody(opID string) (any, bool) {
 	if b, ok := f.securityBody(opID); ok {
 		return b, true
 	}
+	if b, ok := f.lifecycleBody(opID); ok {
+		return b, true
+	}
 	if b, ok := f.otaBody(opID); ok {
 		return b, true
 	}
@@ -271,6 +281,9 @@ func (f *fixture) secrets() []string {
 	}
 	s = append(s, f.sec.secrets()...)
 	s = append(s, f.ota.secrets()...)
+	if f.life.releasable != "" {
+		s = append(s, f.life.releasable, f.life.mac)
+	}
 	if f.identity.Enrolled != nil {
 		s = append(s, f.identity.Enrolled.DeviceID)
 	}
@@ -375,6 +388,9 @@ func target(t *testing.T, o operation, f *fixture) string {
 	p := pathParamRe.ReplaceAllStringFunc(o.Path, func(m string) string {
 		name := m[1 : len(m)-1]
 		id, ok := f.pathID(name)
+		if name == "deviceID" && o.ID == "releaseDevice" {
+			id = f.life.releasable // only a device claimed from its maker goes back
+		}
 		if !ok {
 			t.Errorf("%s: unknown path parameter {%s}: teach fixture.pathID which resource it names", o, name)
 			return "unknown"

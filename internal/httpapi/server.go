@@ -52,6 +52,8 @@ type Deps struct {
 	Security Security
 	// OTA: artifacts and update metadata (ota.go).
 	OTA OTA
+	// Lifecycle: decommission, export, release and unmanaged devices (lifecycle.go).
+	Lifecycle Lifecycle
 }
 
 // API is the mounted REST API.
@@ -106,6 +108,7 @@ func New(d Deps) *API {
 	a.routesUsers()
 	a.routesSecurity()
 	a.routesOTA()
+	a.routesLifecycle()
 	a.router.Handle("/metrics", promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{Registry: d.Metrics}))
 	return a
 }

@@ -128,65 +128,6 @@ func (s *Service) HandleEvent(ctx context.Context, ev model.Event) error {
 // RetireIdentity revokes every live certificate and the token of a
 // decommissioned device.
 func (s *Service) RetireIdentity(ctx context.Context, tenantID, deviceID string) error {
-	const actor = "system:decommission"
-	var revoked []*model.Certificate
-	tokenRevoked := false
-	err := s.st.Update(ctx, func(tx store.Tx) error {
-		revoked, tokenRevoked = nil, false
-		d, err := tx.GetDevice(ctx, tenantID, deviceID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil // deleted or moved on since
-		}
-		if err != nil {
-			return err
-		}
-		if d.State != model.StateDecommissioned {
-			return nil
-		}
-		now := s.now()
-		cursor := ""
-		for {
-			certs, next, err := tx.ListCertificates(ctx, tenantID, deviceID, store.ListOptions{Limit: 1000, Cursor: cursor})
-			if err != nil {
-				return err
-			}
-			for _, c := range certs {
-				if c.Revoked() || !c.NotAfter.After(now) {
-					continue
-				}
-				rec, err := s.revokeTx(ctx, tx, tenantID, c.Serial, model.ReasonCessationOfOperation, actor, "device decommissioned")
-				if err != nil {
-					return err
-				}
-				revoked = append(revoked, rec)
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
-		}
-		if t, err := tx.DeviceToken(ctx, deviceID); err == nil && t.TenantID == tenantID && t.RevokedAt == nil {
-			if err := tx.RevokeDeviceToken(ctx, tenantID, deviceID, now); err != nil {
-				return err
-			}
-			tokenRevoked = true
-			return s.emit(ctx, tx, tenantID, model.AuditEntry{Actor: actor, Action: "device_token.revoke", Target: deviceID},
-				EventDeviceTokenRevoked, deviceID, map[string]string{"device_id": deviceID})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, rec := range revoked {
-		s.revoked(rec)
-	}
-	if tokenRevoked {
-		s.auth.forgetToken(deviceID)
-	}
-	if len(revoked) > 0 || tokenRevoked {
-		s.log.Info("decommissioned device's identity retired", "tenant", tenantID, "device", deviceID,
-			"certificates_revoked", len(revoked), "token_revoked", tokenRevoked)
-	}
-	return nil
+	_, _, err := s.RetireIdentityCounted(ctx, tenantID, deviceID)
+	return err
 }

@@ -96,7 +96,8 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	deps := broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
-		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics, OnConnectionEvent: s.ConnWatch.Observe}
+		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics, OnConnectionEvent: s.ConnWatch.Observe,
+		Neighbours: s.Discovery}
 	var loc *cluster.Locator
 	if !s.Bus.Embedded() { // several nodes may share the bus: answer for our devices
 		loc = cluster.NewLocator(s.Bus, func(tenantID, deviceID string) broker.Connection {

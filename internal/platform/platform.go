@@ -60,6 +60,8 @@ type Server struct {
 
 	otaParts // OTA (ota.go)
 
+	lifecycleParts // Retire, Discovery (lifecycle.go)
+
 	// WebhookBackoff and WebhookPoll tune the webhook dispatcher (retry
 	// delays and how often due deliveries are looked for). Zero values keep
 	// the dispatcher's defaults (webhook.Backoff, 1s). Set them before
@@ -99,6 +101,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	s.Relay = events.NewRelay(st, b, log.With("component", "relay"), 0)
 	s.openConnectivity()
 	s.openSecurity()
+	s.openLifecycle()
 	if err := s.openOTA(); err != nil {
 		b.Close()
 		st.Close()
@@ -109,7 +112,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.API = httpapi.New(httpapi.Deps{Registry: s.Registry, Store: st, Bus: b, Log: log, Metrics: metrics,
 		Version: version, AllowHTTPWebhooks: cfg.Dev || cfg.Webhooks.AllowHTTP, Ready: s.ready, Identity: s.Identity,
-		Connectivity: s.connectivityDeps(), Security: s.securityDeps(), OTA: s.otaDeps()})
+		Connectivity: s.connectivityDeps(), Security: s.securityDeps(), OTA: s.otaDeps(),
+		Lifecycle: s.lifecycleDeps()})
 	if err := s.openDashboard(); err != nil {
 		b.Close()
 		st.Close()

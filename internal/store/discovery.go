@@ -20,8 +20,8 @@ type DiscoveryReader interface {
 	ManagedMACs(ctx context.Context, tenantID string, macs []string) (map[string]string, error)
 }
 
-// DiscoveryWriter changes neighbours and erases device data inside a
-// transaction.
+// DiscoveryWriter changes neighbours, erases device data and keeps a
+// former owner's records inside a transaction.
 type DiscoveryWriter interface {
 	// PutNeighbours adds reports: first seen and status stay, the rest
 	// moves on.
@@ -33,6 +33,10 @@ type DiscoveryWriter interface {
 	// its registry row, lifecycle history and identity records: telemetry,
 	// commands, twin, findings, observed flows and connection observations.
 	EraseDeviceData(ctx context.Context, tenantID, deviceID string) (model.DeviceDataCounts, error)
+	// KeepRevokedCertificates gives a device's revoked certificates (its
+	// identity under an earlier owner) back to that owner's tenant after
+	// MoveDevice took them along, so the next owner does not see them.
+	KeepRevokedCertificates(ctx context.Context, movedTo, previousOwner, deviceID string) error
 }
 
 // ConnectionRecorder stores connection observations outside any

@@ -204,3 +204,9 @@ func (t *tx) EraseDeviceData(ctx context.Context, tenantID, deviceID string) (mo
 	}
 	return c, nil
 }
+
+func (t *tx) KeepRevokedCertificates(ctx context.Context, movedTo, previousOwner, deviceID string) error {
+	_, err := t.exec(ctx, `UPDATE device_certificates SET tenant_id = ? WHERE tenant_id = ? AND device_id = ? AND revoked_at <> 0`,
+		previousOwner, movedTo, deviceID)
+	return err
+}
