@@ -160,6 +160,13 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Log.Warn("trusting the platform CA on first use; compare its fingerprint with the one the server prints", "sha256", fp)
 		fmt.Fprintf(cfg.Out, "Platform CA fetched from %s, SHA-256 fingerprint %s\n(pin it with --ca-fingerprint, or pass --ca FILE)\n", cfg.Server, fp)
 	}
+	idFile := filepath.Join(cfg.StateDir, IdentityFile)
+	if st, err := os.Stat(idFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+		cfg.Log.Warn("the key file was open to other users; restricting it to mode 0600", "file", idFile, "mode", st.Mode().Perm().String())
+		if err := os.Chmod(idFile, 0o600); err != nil {
+			return nil, fmt.Errorf("restricting %s to mode 0600: %w", idFile, err)
+		}
+	}
 	id, err := LoadIdentity(cfg.StateDir)
 	if errors.Is(err, os.ErrNotExist) {
 		if id, err = Enroll(ctx, cfg.Server, roots, cfg.StateDir, cfg.Enroll); err != nil {

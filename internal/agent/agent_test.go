@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -275,6 +276,17 @@ func TestEnrollAndRenew(t *testing.T) {
 	// The new certificate is the device's on the device routes.
 	if _, err := a.updater.Source.(*HTTPSource).Roots(ctx); err == nil || !strings.Contains(err.Error(), "no_vendor_root") {
 		t.Fatalf("device routes with the renewed certificate: %v", err)
+	}
+	// A key file opened up by hand is restricted again at start-up.
+	os.Chmod(filepath.Join(dir, IdentityFile), 0o644)
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Platform.Identity.CA().Anchor().Raw}), 0o644)
+	inst, _ := NewDirInstaller(t.TempDir(), "1.0.0")
+	if _, err := New(ctx, Config{Server: srv.Platform.ESTURL(), MQTT: "127.0.0.1:1", CAFile: caFile, StateDir: dir, Installer: inst}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, IdentityFile)); st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v after start-up", st.Mode().Perm())
 	}
 	// Expired: it says how to recover.
 	a.cfg.Now = func() time.Time { return next.NotAfter.Add(time.Hour) }
