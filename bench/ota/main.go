@@ -1,11 +1,22 @@
-// Command ota measures update image downloads: the platform's artifact
-// download route (authentication, tenant check, store lookup, then
-// http.ServeContent of the content-addressed file) side by side with a bare
-// http.ServeContent of the same file on the same kind of listener, both on
-// loopback, and prints the ratio. The target is platform ≥ 0.9 × bare. It
-// never fails on a missed target: it reports.
+// Command ota measures the update service.
+//
+// Image downloads: the platform's artifact download route (authentication,
+// tenant check, store lookup, then http.ServeContent of the
+// content-addressed file) side by side with a bare http.ServeContent of the
+// same file on the same kind of listener, both on loopback, and prints the
+// ratio. The target is platform ≥ 0.9 × bare.
 //
 //	go run ./bench/ota -size 512 -r 7 -markdown
+//
+// Campaign creation (with -campaign-devices): a generated fleet bulk-loaded
+// into SQLite and/or PostgreSQL, a signed release, then
+// ota.Service.CreateCampaign timed over every device and over filtered
+// subsets, and the scheduler's first wave. The target is creation < 10 s for
+// 1,000,000 devices. -size 0 skips the downloads.
+//
+//	go run ./bench/ota -size 0 -campaign-devices 1000000 -backend both -markdown
+//
+// It never fails on a missed target: it reports.
 package main
 
 import (
@@ -24,11 +35,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/steward-iot/steward/bench/internal/fleet"
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/config"
 	"github.com/steward-iot/steward/internal/model"
@@ -50,13 +63,37 @@ func main() {
 	flag.IntVar(&o.Rounds, "r", 5, "timed downloads per side (the median counts)")
 	flag.BoolVar(&o.Markdown, "markdown", false, "also print the result as a Markdown table")
 	flag.BoolVar(&o.TLS, "tls", true, "HTTPS (the platform's self-signed certificate; the bare server gets the same kind) instead of plain HTTP")
+	c := campaignOptions{Log: os.Stderr}
+	flag.IntVar(&c.Devices, "campaign-devices", 0, "measure campaign creation over a fleet of this many devices (0 = not)")
+	flag.StringVar(&c.Backend, "backend", "both", "campaigns: sqlite, postgres or both")
+	flag.IntVar(&c.Rounds, "campaign-rounds", 3, "campaigns: fresh campaigns created per query (and first waves started)")
+	flag.IntVar(&c.WaveSize, "wave-size", 1000, "campaigns: wave_size of the campaigns (the first wave's size)")
+	flag.StringVar(&c.PG, "pg", fleet.PGFromEnv(), "campaigns: PostgreSQL server URL (a schema bench_<random> is created and dropped)")
+	flag.StringVar(&c.Dir, "dir", "", "campaigns: folder for the SQLite database (default: a temporary folder)")
+	flag.BoolVar(&c.Keep, "keep", false, "campaigns: keep the SQLite file / PostgreSQL schema afterwards (for EXPLAIN)")
+	flag.Uint64Var(&c.Seed, "seed", 1, "campaigns: seed of the generated fleet")
 	flag.Parse()
-	res, err := run(context.Background(), o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ota bench:", err)
-		os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if o.SizeMiB > 0 {
+		res, err := run(ctx, o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ota bench:", err)
+			os.Exit(1)
+		}
+		res.print(os.Stdout, o)
 	}
-	res.print(os.Stdout, o)
+	if c.Devices > 0 {
+		if o.SizeMiB > 0 {
+			fmt.Println()
+		}
+		rep, err := runCampaigns(ctx, c)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ota bench:", err)
+			os.Exit(1)
+		}
+		rep.print(os.Stdout, o.Markdown)
+	}
 }
 
 type result struct {

@@ -263,8 +263,16 @@ func (t *tx) CreateCampaign(ctx context.Context, c *model.Campaign, products []s
 		return err
 	}
 	// One statement for the whole fleet: the rows never leave the database.
+	// SQLite: in device order (its (tenant_id, id) index gives that without
+	// sorting), so both of campaign_devices' B-trees are appended to rather
+	// than split all over (about a quarter less CPU per campaign).
+	// PostgreSQL's sequential scan already reads devices about in ID order.
+	order := ""
+	if t.d == sqliteDialect {
+		order = " ORDER BY d.id"
+	}
 	res, err := t.exec(ctx, `INSERT INTO campaign_devices (`+campaignDeviceCols+`)
-		SELECT ?, d.tenant_id, d.id, 0, ?, '', '', 0, 0, ? FROM devices d WHERE `+where,
+		SELECT ?, d.tenant_id, d.id, 0, ?, '', '', 0, 0, ? FROM devices d WHERE `+where+order,
 		append([]any{c.ID, model.UpdatePending, toMicro(c.CreatedAt)}, wargs...)...)
 	if err != nil {
 		return mapErr(err, "")
