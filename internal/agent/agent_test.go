@@ -3,11 +3,14 @@ package agent
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -247,6 +250,41 @@ func TestEnrollAndRenew(t *testing.T) {
 	cid, err := Enroll(ctx, srv.Platform.ESTURL(), roots, t.TempDir(), Enrollment{ClaimSerial: dev.Serial, ClaimCode: code})
 	if err != nil || cid.DeviceID() != dev.ID {
 		t.Fatalf("claim enrollment: %v", err)
+	}
+
+	// Factory certificate: the maker registers its factory CA for the
+	// product; the device presents the certificate it got at the factory.
+	factoryCA, factoryKey := testserver.NewTestCA("Acme Factory CA")
+	srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/products/" + dev.ProductID + "/manufacturer-cas",
+		Key: srv.AdminKey, Tenant: maker, Body: map[string]any{"certificate": testserver.NewCAPEMOf(factoryCA), "name": "line 1"}})
+	fdev := srv.CreateDevice(t, maker, dev.ProductID)
+	fcode := srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/devices/" + fdev.ID + "/claim-code",
+		Key: srv.AdminKey, Tenant: maker}).Str("code")
+	srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: "/api/v1/claims", Key: srv.AdminKey, Tenant: tn.ID,
+		Body: map[string]any{"code": fcode}})
+	fkey := testserver.NewKey()
+	fder, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{SerialNumber: fdev.Serial},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+		factoryCA, &fkey.PublicKey, factoryKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fkeyDER, _ := x509.MarshalPKCS8PrivateKey(fkey)
+	fdir := t.TempDir()
+	os.WriteFile(filepath.Join(fdir, "factory.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fder}), 0o644)
+	os.WriteFile(filepath.Join(fdir, "factory.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: fkeyDER}), 0o600)
+	if _, err := Enroll(ctx, srv.Platform.ESTURL(), roots, t.TempDir(), Enrollment{FactoryCert: filepath.Join(fdir, "factory.crt")}); err == nil ||
+		!strings.Contains(err.Error(), "--factory-key") {
+		t.Fatalf("factory certificate without key: %v", err)
+	}
+	fid, err := Enroll(ctx, srv.Platform.ESTURL(), roots, t.TempDir(), Enrollment{FactoryCert: filepath.Join(fdir, "factory.crt"),
+		FactoryKey: filepath.Join(fdir, "factory.key")})
+	if err != nil || fid.DeviceID() != fdev.ID {
+		t.Fatalf("factory enrollment: %v", err)
+	}
+	if _, err := Enroll(ctx, srv.Platform.ESTURL(), roots, t.TempDir(), Enrollment{BootstrapToken: "x", ClaimCode: "y"}); err == nil ||
+		!strings.Contains(err.Error(), "only one") {
+		t.Fatalf("two credentials: %v", err)
 	}
 
 	// Renewal: not due before 2/3 of the lifetime, due after.
