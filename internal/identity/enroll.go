@@ -58,6 +58,9 @@ type plan struct {
 	consume func(ctx context.Context, tx store.Tx) error
 	actor   string
 	detail  map[string]any
+	// mudURL is the MUD URL (RFC 8520 §10) of the factory certificate the
+	// device presented, if any.
+	mudURL string
 }
 
 // Enroll authenticates cred, checks the CSR and issues the device its
@@ -334,7 +337,7 @@ func (s *Service) planFactory(ctx context.Context, chain []*x509.Certificate) (*
 			}
 			return &plan{method: model.EnrollFactory, tenantID: d.TenantID, deviceID: d.ID, actor: "device:" + d.ID,
 				detail:  map[string]any{"manufacturer_ca": mca.ID, "factory_serial": SerialHex(leaf.SerialNumber)},
-				consume: func(context.Context, store.Tx) error { return nil }}, nil
+				consume: func(context.Context, store.Tx) error { return nil }, mudURL: MUDURL(leaf)}, nil
 		}
 	}
 	if expired != nil {
@@ -372,19 +375,20 @@ func (s *Service) issue(ctx context.Context, pl *plan, csr *x509.CertificateRequ
 	if err != nil {
 		return nil, refuse(KindInvalid, ReasonBadCSR, "CSR: %v", err)
 	}
-	mud := ""
+	var prod *model.Product
 	if pl.create != nil {
-		p, err := s.st.GetProduct(ctx, pl.tenantID, pl.create.ProductID)
-		if err != nil {
+		if prod, err = s.st.GetProduct(ctx, pl.tenantID, pl.create.ProductID); err != nil {
 			return nil, err
 		}
-		mud = p.MUDURL
 	} else {
-		p, err := s.st.DeviceProduct(ctx, pl.tenantID, pl.deviceID)
-		if err != nil {
+		if prod, err = s.st.DeviceProduct(ctx, pl.tenantID, pl.deviceID); err != nil {
 			return nil, orNotFound(err, "device", pl.deviceID)
 		}
-		mud = p.MUDURL
+	}
+	// The product's MUD URL, else the one of the factory certificate.
+	mud := prod.MUDURL
+	if mud == "" {
+		mud = pl.mudURL
 	}
 	// Signing is the expensive part; it happens before the transaction so
 	// the database is held only for the writes. A certificate whose
@@ -485,5 +489,8 @@ func (s *Service) issue(ctx context.Context, pl *plan, csr *x509.CertificateRequ
 	}
 	s.log.Info("device certificate issued", "tenant", pl.tenantID, "device", pl.deviceID, "serial", rec.Serial,
 		"method", rec.Method, "not_after", rec.NotAfter)
+	if hook := s.mudHook; hook != nil && mud != "" {
+		hook(prod.TenantID, prod.ID, mud)
+	}
 	return &Enrolled{Cert: cert, Record: rec, Device: dev}, nil
 }

@@ -219,3 +219,9 @@ func (s *Service) RetireIdentityCounted(ctx context.Context, tenantID, deviceID 
 	}
 	return len(certs), tokenRevoked, nil
 }
+
+// SetMUDHook makes fn learn, after each enrollment, the MUD URL the
+// device's new certificate carries (its product's, or its factory
+// certificate's): the platform resolves it from the local MUD store. fn
+// must not block. Call it before devices enroll.
+func (s *Service) SetMUDHook(fn func(productTenant, productID, mudURL string)) { s.mudHook = fn }

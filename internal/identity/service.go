@@ -75,6 +75,9 @@ type Service struct {
 	opt  Options
 	log  *slog.Logger
 	auth *DeviceAuthenticator
+	// mudHook learns the MUD URL an enrolled device's certificate carries
+	// (SetMUDHook).
+	mudHook func(productTenant, productID, mudURL string)
 
 	crlMu    sync.Mutex
 	crl      []byte
