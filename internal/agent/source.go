@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/steward-iot/steward/internal/ota/tufmeta"
 )
@@ -25,6 +26,9 @@ type HTTPSource struct {
 	Client       *http.Client
 	Authorize    func(*http.Request)
 	DeviceRoutes bool
+	// IdleTimeout cuts a download that receives nothing for this long
+	// (default DefaultIdleTimeout); the updater then resumes it.
+	IdleTimeout time.Duration
 }
 
 // NewDeviceSource reads from the device routes of the enrollment listener
@@ -96,22 +100,61 @@ func (s *HTTPSource) Fetch(ctx context.Context, artifactID string, offset int64,
 		hdr["Range"] = "bytes=" + strconv.FormatInt(offset, 10) + "-"
 		hdr["If-Range"] = etag
 	}
+	// A download that stalls is cut after IdleTimeout without a byte, so
+	// that the updater resumes it instead of waiting for ever.
+	ctx, cancel := context.WithCancel(ctx)
+	idle := s.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	timer := time.AfterFunc(idle, cancel)
 	res, err := s.get(ctx, s.contentPath(artifactID), hdr)
 	if err != nil {
+		timer.Stop()
+		cancel()
 		return nil, err
 	}
 	switch {
 	case offset > 0 && res.StatusCode == http.StatusPartialContent:
 	case offset > 0 && res.StatusCode == http.StatusOK:
 		res.Body.Close()
+		timer.Stop()
+		cancel()
 		return nil, ErrRangeIgnored
 	case offset == 0 && res.StatusCode == http.StatusOK:
 	default:
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		res.Body.Close()
+		timer.Stop()
+		cancel()
 		return nil, fmt.Errorf("download: %s: %s", res.Status, b)
 	}
-	return res.Body, nil
+	return &idleBody{rc: res.Body, timer: timer, idle: idle, cancel: cancel}, nil
+}
+
+// DefaultIdleTimeout is how long a download may go without a byte.
+const DefaultIdleTimeout = time.Minute
+
+type idleBody struct {
+	rc     io.ReadCloser
+	timer  *time.Timer
+	idle   time.Duration
+	cancel context.CancelFunc
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.idle)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	err := b.rc.Close()
+	b.cancel()
+	return err
 }
 
 // RootsAnswer is what GET /device/v1/ota/roots returns.

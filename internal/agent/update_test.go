@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -338,5 +340,33 @@ func TestUpdateInterruptedIsNotAFailure(t *testing.T) {
 	}
 	if res := u.Apply(t.Context(), p); res.Status != StatusSucceeded {
 		t.Fatalf("next run: %+v", res)
+	}
+}
+
+// TestStalledDownloadIsCut: a server that stops sending in the middle of
+// the image does not hold the update for ever; the body ends with an
+// error after the idle timeout, with what arrived so far.
+func TestStalledDownloadIsCut(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "2000")
+		w.Write(bytes.Repeat([]byte("x"), 1000))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	src := &HTTPSource{BaseURL: srv.URL, DeviceID: "dev-1", Client: srv.Client(), IdleTimeout: 100 * time.Millisecond}
+	rc, err := src.Fetch(t.Context(), "art-1", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err == nil || len(b) != 1000 {
+		t.Fatalf("stalled body: %d bytes, %v", len(b), err)
 	}
 }
