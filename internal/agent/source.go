@@ -66,7 +66,13 @@ func (s *HTTPSource) get(ctx context.Context, path string, hdr map[string]string
 	return s.Client.Do(req)
 }
 
+// metadataTimeout bounds a metadata or roots request (the client has no
+// overall timeout, for long downloads).
+const metadataTimeout = 2 * time.Minute
+
 func (s *HTTPSource) Metadata(ctx context.Context, haveVendorRoot int64) (*tufmeta.Bundle, error) {
+	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
+	defer cancel()
 	res, err := s.get(ctx, s.metadataPath(haveVendorRoot), map[string]string{"Accept": "application/json"})
 	if err != nil {
 		return nil, err
@@ -170,6 +176,8 @@ func (s *HTTPSource) Roots(ctx context.Context) (*RootsAnswer, error) {
 	if !s.DeviceRoutes {
 		return nil, fmt.Errorf("roots are served on the device routes only")
 	}
+	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
+	defer cancel()
 	res, err := s.get(ctx, "/device/v1/ota/roots", map[string]string{"Accept": "application/json"})
 	if err != nil {
 		return nil, err
