@@ -48,4 +48,20 @@ port_open 4222 || echo "setup: NATS is not reachable on 127.0.0.1:4222; external
 
 say "downloading Go modules"
 go mod download
+
+# SeaweedFS, the S3 server the object-store tests (internal/testutil/s3test)
+# and bench/ota run on loopback. Its module has replace directives, which
+# `go install pkg@version` refuses, so it is built from the module's source
+# in the module cache. Built once per version (several minutes), then
+# skipped.
+WEED_VERSION=v0.0.0-20261109003541-7506e5f91cd6
+GOBIN_DIR="$(go env GOPATH | cut -d: -f1)/bin"
+if [ "$(cat "$GOBIN_DIR/.weed-version" 2>/dev/null)" != "$WEED_VERSION" ] || [ ! -x "$GOBIN_DIR/weed" ]; then
+	say "building SeaweedFS $WEED_VERSION (S3 server for the tests; once)"
+	src="$(cd /tmp && go mod download -json "github.com/seaweedfs/seaweedfs@$WEED_VERSION" | jq -r .Dir)"
+	mkdir -p "$GOBIN_DIR"
+	(cd "$src" && GOFLAGS=-buildvcs=false go build -o "$GOBIN_DIR/weed.new" ./weed)
+	mv "$GOBIN_DIR/weed.new" "$GOBIN_DIR/weed"
+	echo "$WEED_VERSION" >"$GOBIN_DIR/.weed-version"
+fi
 say "setup done"

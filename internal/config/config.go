@@ -55,6 +55,8 @@ type Config struct {
 	Telemetry TelemetryConfig `yaml:"telemetry"`
 	// Security: audit check schedule (security.go).
 	Security SecurityConfig `yaml:"security"`
+	// OTA: where artifact content is stored (ota.go).
+	OTA OTAConfig `yaml:"ota"`
 }
 
 // HTTPConfig is the API and dashboard listener.
@@ -238,6 +240,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateSecurity(); err != nil {
+		return err
+	}
+	if err := c.validateOTA(); err != nil {
 		return err
 	}
 	return c.validateConnectivity()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -34,10 +33,10 @@ type InvalidError struct{ Field, Message string }
 
 func (e *InvalidError) Error() string { return e.Field + ": " + e.Message }
 
-// Service keeps artifacts: metadata in the store, content in Blobs.
+// Service keeps artifacts: metadata in the store, content in a BlobStore.
 type Service struct {
 	st    store.Store
-	blobs *Blobs
+	blobs BlobStore
 	// MaxArtifactBytes caps one upload.
 	MaxArtifactBytes int64
 	// DirectorTTL is how long director metadata is valid.
@@ -49,7 +48,7 @@ type Service struct {
 }
 
 // New builds the service over a store and a blob storage.
-func New(st store.Store, blobs *Blobs) *Service {
+func New(st store.Store, blobs BlobStore) *Service {
 	return &Service{st: st, blobs: blobs, MaxArtifactBytes: DefaultMaxArtifactBytes, DirectorTTL: DefaultDirectorTTL,
 		now: func() time.Time { return time.Now().UTC() }, kick: make(chan struct{}, 1)}
 }
@@ -144,12 +143,12 @@ func (s *Service) Upload(ctx context.Context, actor, tenantID, id string, r io.R
 	if wantSHA256 != "" && !digestRe.MatchString(wantSHA256) {
 		return nil, &InvalidError{"sha256", "64 hex digits"}
 	}
-	staged, err := s.blobs.Stage(r, s.MaxArtifactBytes)
+	staged, err := s.blobs.Stage(ctx, r, s.MaxArtifactBytes, wantSHA256)
 	if err != nil {
 		return nil, err
 	}
 	defer staged.Discard() // a no-op once committed
-	digest, n := staged.Digest, staged.Length
+	digest, n := staged.Digest(), staged.Length()
 	if wantSHA256 != "" && wantSHA256 != digest {
 		return nil, fmt.Errorf("%w: got %s, announced %s", ErrDigestMismatch, digest, wantSHA256)
 	}
@@ -158,7 +157,7 @@ func (s *Service) Upload(ctx context.Context, actor, tenantID, id string, r io.R
 	// a blob another upload of the same content is about to record.
 	unlock := s.lockDigest(digest)
 	defer unlock()
-	if err := staged.Commit(); err != nil {
+	if err := staged.Commit(ctx); err != nil {
 		return nil, err
 	}
 	at := s.now()
@@ -199,12 +198,12 @@ func (s *Service) dropIfUnused(ctx context.Context, digest string) {
 
 func (s *Service) dropIfUnusedLocked(ctx context.Context, digest string) {
 	if used, err := s.st.ArtifactDigestInUse(context.WithoutCancel(ctx), digest); err == nil && !used {
-		s.blobs.Remove(digest)
+		s.blobs.Remove(context.WithoutCancel(ctx), digest)
 	}
 }
 
 // Open returns an artifact and its content, to be closed by the caller.
-func (s *Service) Open(ctx context.Context, tenantID, id string) (*model.Artifact, *os.File, error) {
+func (s *Service) Open(ctx context.Context, tenantID, id string) (*model.Artifact, io.ReadSeekCloser, error) {
 	a, err := s.st.GetArtifact(ctx, tenantID, id)
 	if err != nil {
 		return nil, nil, err
@@ -212,7 +211,7 @@ func (s *Service) Open(ctx context.Context, tenantID, id string) (*model.Artifac
 	if !a.Uploaded() {
 		return nil, nil, ErrNoContent
 	}
-	f, err := s.blobs.Open(a.SHA256)
+	f, err := s.blobs.Open(ctx, a.SHA256)
 	if err != nil {
 		return nil, nil, fmt.Errorf("artifact %s content %s: %w", id, a.SHA256, err)
 	}

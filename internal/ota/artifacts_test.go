@@ -108,7 +108,7 @@ func TestConcurrentUploads(t *testing.T) {
 	if err := s.DeleteArtifact(ctx, "test", tn, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.blobs.Open(a.SHA256); err == nil {
+	if _, err := s.blobs.Open(ctx, a.SHA256); err == nil {
 		t.Fatal("the blob of the last deleted artifact is still there")
 	}
 }

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"time"
@@ -12,9 +13,12 @@ import (
 
 // otaParts are the update service's pieces.
 type otaParts struct {
-	// OTA keeps artifacts (content in <data_dir>/artifacts) and signs
-	// as the director (key in <data_dir>/pki/director.key).
+	// OTA keeps artifacts (content in <data_dir>/artifacts or the bucket
+	// of ota.storage_url) and signs as the director (key in
+	// <data_dir>/pki/director.key).
 	OTA *ota.Service
+	// artifactStore holds the artifacts' content.
+	artifactStore ota.BlobStore
 
 	// CampaignTick is how often the campaign scheduler looks at the open
 	// campaigns besides when something happens (default 5 s).
@@ -27,10 +31,23 @@ type otaParts struct {
 
 // openOTA opens the artifact storage and builds the service.
 func (s *Server) openOTA() error {
-	blobs, err := ota.OpenBlobs(filepath.Join(s.Config.DataDir, "artifacts"))
-	if err != nil {
-		return err
+	var blobs ota.BlobStore
+	if u := s.Config.OTA.StorageURL; u != "" {
+		// The bucket must answer now: a node that cannot reach it would
+		// accept artifacts it cannot store or serve.
+		b, err := ota.OpenBucket(context.Background(), u)
+		if err != nil {
+			return fmt.Errorf("config: ota.storage_url: %w", err)
+		}
+		blobs = b
+	} else {
+		b, err := ota.OpenBlobs(filepath.Join(s.Config.DataDir, "artifacts"))
+		if err != nil {
+			return err
+		}
+		blobs = b
 	}
+	s.artifactStore = blobs
 	s.OTA = ota.New(s.Store, blobs)
 	d, err := ota.OpenDirector(filepath.Join(s.Config.DataDir, PKIDir))
 	if err != nil {
@@ -69,6 +86,9 @@ func (s *Server) startCampaigns(ctx context.Context) error {
 }
 
 func (s *Server) stopCampaigns() {
+	if s.artifactStore != nil {
+		defer s.artifactStore.Close()
+	}
 	if s.otaCancel == nil {
 		return
 	}
