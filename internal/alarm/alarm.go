@@ -119,12 +119,14 @@ func (s *Service) Handle(dec detect.Decision) {
 }
 
 // Raise opens an alarm, or counts an open one up, and mitigates as the
-// tenant's settings say if it has not been mitigated yet.
+// tenant's settings say if it has not been mitigated yet. Quarantine,
+// suspend, disconnect and notify commit with the alarm itself.
 func (s *Service) Raise(ctx context.Context, dec detect.Decision) (*model.Alarm, error) {
 	settings, err := s.st.GetSecuritySettings(ctx, dec.TenantID)
 	if err != nil {
 		return nil, err
 	}
+	action := settings.Detection.Mitigations[dec.Kind]
 	ev, err := json.Marshal(dec.Evidence)
 	if err != nil {
 		return nil, err
@@ -134,34 +136,51 @@ func (s *Service) Raise(ctx context.Context, dec detect.Decision) (*model.Alarm,
 	}
 	now := s.now()
 	var a *model.Alarm
+	var m *model.Mitigation
 	err = s.st.Update(ctx, func(tx store.Tx) error {
+		m = nil
 		open, err := tx.OpenAlarm(ctx, dec.TenantID, dec.DeviceID, dec.Kind)
-		if err == nil {
+		switch {
+		case err == nil:
 			open.Count++
 			open.LastRaised, open.Evidence, open.Title = now, ev, dec.Title
 			a = open
-			return tx.UpdateAlarm(ctx, open)
-		}
-		if !errors.Is(err, store.ErrNotFound) {
+			if err := tx.UpdateAlarm(ctx, open); err != nil {
+				return err
+			}
+		case errors.Is(err, store.ErrNotFound):
+			if _, err := tx.GetDevice(ctx, dec.TenantID, dec.DeviceID); err != nil {
+				return err // deleted meanwhile: no alarm
+			}
+			a = &model.Alarm{ID: ids.New("alm"), TenantID: dec.TenantID, DeviceID: dec.DeviceID, Kind: dec.Kind,
+				Severity: dec.Kind.Severity(), State: model.AlarmActive, Title: dec.Title, FirstRaised: now, LastRaised: now,
+				Count: 1, Evidence: ev}
+			if err := tx.CreateAlarm(ctx, a); err != nil {
+				return err
+			}
+			if err := auditEmit(ctx, tx, a.TenantID, Actor, "alarm.raise", a.DeviceID,
+				map[string]any{"alarm_id": a.ID, "kind": a.Kind, "severity": a.Severity, "title": a.Title, "evidence": a.Evidence},
+				EventRaised, a.ID, a, now); err != nil {
+				return err
+			}
+		default:
 			return err
 		}
-		if _, err := tx.GetDevice(ctx, dec.TenantID, dec.DeviceID); err != nil {
-			return err // deleted meanwhile: no alarm
+		if action != "" && a.Mitigation == nil && inTx(action) {
+			if m, err = s.mitigateTx(ctx, tx, Actor, a, action, nil); err != nil {
+				return err
+			}
 		}
-		a = &model.Alarm{ID: ids.New("alm"), TenantID: dec.TenantID, DeviceID: dec.DeviceID, Kind: dec.Kind,
-			Severity: dec.Kind.Severity(), State: model.AlarmActive, Title: dec.Title, FirstRaised: now, LastRaised: now,
-			Count: 1, Evidence: ev}
-		if err := tx.CreateAlarm(ctx, a); err != nil {
-			return err
-		}
-		return auditEmit(ctx, tx, a.TenantID, Actor, "alarm.raise", a.DeviceID,
-			map[string]any{"alarm_id": a.ID, "kind": a.Kind, "severity": a.Severity, "title": a.Title, "evidence": a.Evidence},
-			EventRaised, a.ID, a, now)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if action := settings.Detection.Mitigations[a.Kind]; action != "" && a.Mitigation == nil {
+	if m != nil {
+		s.enforceNow(a, m)
+		return a, nil
+	}
+	if action != "" && a.Mitigation == nil {
 		return s.Mitigate(ctx, Actor, a, action)
 	}
 	return a, nil

@@ -17,6 +17,17 @@ const (
 	ResultFailed  = "failed"
 )
 
+// inTx reports whether an action is made entirely in the alarm's own
+// transaction (no other service involved): then the alarm, the transition
+// and the mitigation record commit together, one write instead of two.
+func inTx(a model.MitigationAction) bool {
+	switch a {
+	case model.MitigateQuarantine, model.MitigateSuspend, model.MitigateDisconnect, model.MitigateNotify:
+		return true
+	}
+	return false
+}
+
 // Mitigate takes action about an alarm and records what happened on it,
 // with an audit record (the alarm as evidence) and device.mitigated.
 //
@@ -29,79 +40,38 @@ func (s *Service) Mitigate(ctx context.Context, actor string, a *model.Alarm, ac
 	if !action.Valid() {
 		return nil, &InvalidError{"action", fmt.Sprintf("%q is not a mitigation action", action)}
 	}
-	reason := fmt.Sprintf("alarm %s: %s", a.ID, a.Title)
-	m := &model.Mitigation{Action: action, Result: ResultApplied}
-	var transition model.State
+	reason := reasonOf(a)
+	var pre *model.Mitigation
 	switch action {
-	case model.MitigateQuarantine:
-		transition = model.StateQuarantined
-	case model.MitigateSuspend:
-		transition = model.StateSuspended
 	case model.MitigateRevoke:
+		pre = &model.Mitigation{Action: action, Result: ResultApplied}
 		if s.Revoker == nil {
-			m.Result, m.Detail = ResultFailed, "certificate revocation is not available on this server"
+			pre.Result, pre.Detail = ResultFailed, "certificate revocation is not available on this server"
 		} else if serial, err := s.Revoker.RevokeDeviceCertificate(ctx, a.TenantID, a.DeviceID, reason); err != nil {
-			m.Result, m.Detail = ResultFailed, err.Error()
+			pre.Result, pre.Detail = ResultFailed, err.Error()
 		} else {
-			m.Detail = "revoked certificate " + serial
+			pre.Detail = "revoked certificate " + serial
 		}
 	case model.MitigateUpdate:
+		pre = &model.Mitigation{Action: action, Result: ResultApplied}
 		if s.Updater == nil {
-			m.Result, m.Detail = ResultSkipped, "no automatic update is configured: start a campaign for the device (docs/security.md)"
+			pre.Result, pre.Detail = ResultSkipped, "no automatic update is configured: start a campaign for the device (docs/security.md)"
 		} else if detail, err := s.Updater.UpdateDevice(ctx, actor, a.TenantID, a.DeviceID, reason); err != nil {
-			m.Result, m.Detail = ResultFailed, err.Error()
+			pre.Result, pre.Detail = ResultFailed, err.Error()
 		} else {
-			m.Detail = detail
+			pre.Detail = detail
 		}
-	case model.MitigateDisconnect:
-		// Enforced below (and by the broker of the node the device is on,
-		// from device.mitigated).
-	case model.MitigateNotify:
-		m.Detail = "notified through device.mitigated"
 	}
-	now := s.now()
-	m.At = now
 	var out *model.Alarm
+	var m *model.Mitigation
 	err := s.st.Update(ctx, func(tx store.Tx) error {
 		cur, err := tx.GetAlarm(ctx, a.TenantID, a.ID)
 		if err != nil {
 			return err
 		}
-		if transition != "" {
-			d, err := tx.GetDevice(ctx, a.TenantID, a.DeviceID)
-			if err != nil {
-				return err
-			}
-			if d.State == transition {
-				m.Result, m.Detail = ResultSkipped, fmt.Sprintf("device is already %s", d.State)
-			} else if err := lifecycle.Check(d.State, transition); err != nil {
-				m.Result, m.Detail = ResultSkipped, err.Error()
-			} else {
-				tr := &model.Transition{DeviceID: d.ID, From: d.State, To: transition, Actor: actor, Reason: reason, At: now}
-				if err := tx.SetDeviceState(ctx, a.TenantID, tr); err != nil {
-					return err
-				}
-				if err := auditEmit(ctx, tx, a.TenantID, actor, "device.transition", d.ID,
-					map[string]any{"from": tr.From, "to": tr.To, "reason": reason, "alarm_id": a.ID}, "device.state_changed", d.ID,
-					map[string]any{"device_id": d.ID, "from": tr.From, "to": tr.To, "reason": reason, "actor": actor, "alarm_id": a.ID},
-					now); err != nil {
-					return err
-				}
-				m.Detail = fmt.Sprintf("%s → %s", tr.From, tr.To)
-			}
-		}
-		cur.Mitigation = m
-		if err := tx.UpdateAlarm(ctx, cur); err != nil {
-			return err
-		}
+		m, err = s.mitigateTx(ctx, tx, actor, cur, action, pre)
 		out = cur
-		return auditEmit(ctx, tx, a.TenantID, actor, "alarm.mitigate", a.DeviceID,
-			map[string]any{"alarm_id": a.ID, "kind": a.Kind, "action": action, "result": m.Result, "detail": m.Detail,
-				"evidence": cur.Evidence},
-			EventMitigated, a.DeviceID,
-			map[string]any{"device_id": a.DeviceID, "alarm_id": a.ID, "kind": a.Kind, "severity": a.Severity, "action": action,
-				"result": m.Result, "detail": m.Detail, "title": a.Title},
-			now)
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -109,20 +79,89 @@ func (s *Service) Mitigate(ctx context.Context, actor string, a *model.Alarm, ac
 		}
 		return nil, fmt.Errorf("recording the %s of alarm %s: %w", action, a.ID, err)
 	}
+	s.enforceNow(out, m)
+	return out, nil
+}
+
+func reasonOf(a *model.Alarm) string { return fmt.Sprintf("alarm %s: %s", a.ID, a.Title) }
+
+// mitigateTx makes the transition an action needs (pre, when set, is the
+// outcome of an action another service already took) and records the
+// mitigation on a, with its audit record and device.mitigated.
+func (s *Service) mitigateTx(ctx context.Context, tx store.Tx, actor string, a *model.Alarm, action model.MitigationAction,
+	pre *model.Mitigation) (*model.Mitigation, error) {
+	now := s.now()
+	reason := reasonOf(a)
+	m := &model.Mitigation{Action: action, Result: ResultApplied}
+	if pre != nil {
+		m = pre
+	}
+	m.At = now
+	var transition model.State
+	switch action {
+	case model.MitigateQuarantine:
+		transition = model.StateQuarantined
+	case model.MitigateSuspend:
+		transition = model.StateSuspended
+	case model.MitigateNotify:
+		m.Detail = "notified through device.mitigated"
+	}
+	if transition != "" {
+		d, err := tx.GetDevice(ctx, a.TenantID, a.DeviceID)
+		if err != nil {
+			return nil, err
+		}
+		if d.State == transition {
+			m.Result, m.Detail = ResultSkipped, fmt.Sprintf("device is already %s", d.State)
+		} else if err := lifecycle.Check(d.State, transition); err != nil {
+			m.Result, m.Detail = ResultSkipped, err.Error()
+		} else {
+			tr := &model.Transition{DeviceID: d.ID, From: d.State, To: transition, Actor: actor, Reason: reason, At: now}
+			if err := tx.SetDeviceState(ctx, a.TenantID, tr); err != nil {
+				return nil, err
+			}
+			if err := auditEmit(ctx, tx, a.TenantID, actor, "device.transition", d.ID,
+				map[string]any{"from": tr.From, "to": tr.To, "reason": reason, "alarm_id": a.ID}, "device.state_changed", d.ID,
+				map[string]any{"device_id": d.ID, "from": tr.From, "to": tr.To, "reason": reason, "actor": actor, "alarm_id": a.ID},
+				now); err != nil {
+				return nil, err
+			}
+			m.Detail = fmt.Sprintf("%s → %s", tr.From, tr.To)
+		}
+	}
+	a.Mitigation = m
+	if err := tx.UpdateAlarm(ctx, a); err != nil {
+		return nil, err
+	}
+	err := auditEmit(ctx, tx, a.TenantID, actor, "alarm.mitigate", a.DeviceID,
+		map[string]any{"alarm_id": a.ID, "kind": a.Kind, "action": action, "result": m.Result, "detail": m.Detail,
+			"evidence": a.Evidence},
+		EventMitigated, a.DeviceID,
+		map[string]any{"device_id": a.DeviceID, "alarm_id": a.ID, "kind": a.Kind, "severity": a.Severity, "action": action,
+			"result": m.Result, "detail": m.Detail, "title": a.Title},
+		now)
+	return m, err
+}
+
+// enforceNow applies a committed mitigation to the live connection on this
+// node and reports it.
+func (s *Service) enforceNow(a *model.Alarm, m *model.Mitigation) {
+	if m == nil {
+		return
+	}
 	if m.Result == ResultApplied {
 		if e := s.enforce(); e != nil {
-			switch action {
+			switch m.Action {
 			case model.MitigateQuarantine:
 				e.Quarantine(a.TenantID, a.DeviceID)
 			case model.MitigateSuspend, model.MitigateDisconnect:
-				e.Disconnect(a.TenantID, a.DeviceID, reason)
+				e.Disconnect(a.TenantID, a.DeviceID, reasonOf(a))
 			}
 		}
 	}
-	s.log.Info("device mitigated", "device", a.DeviceID, "alarm", a.ID, "kind", a.Kind, "action", action, "result", m.Result,
+	s.log.Info("device mitigated", "device", a.DeviceID, "alarm", a.ID, "kind", a.Kind, "action", m.Action, "result", m.Result,
 		"detail", m.Detail)
 	if s.OnMitigated != nil {
-		s.OnMitigated(out)
+		s.OnMitigated(a)
 	}
-	return out, nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/steward-iot/steward/internal/bus"
 	"github.com/steward-iot/steward/internal/commands"
+	"github.com/steward-iot/steward/internal/detect"
 	"github.com/steward-iot/steward/internal/discovery"
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/model"
@@ -146,6 +147,11 @@ type Deps struct {
 	// takeovers and token logins). It runs on the event goroutine and must
 	// not block.
 	OnConnectionEvent func(model.Event)
+	// Detect, when set, sees every device's traffic (behaviour detection).
+	Detect *detect.Detector
+	// OnSecurityMetrics, when set, takes each checked security metrics
+	// report that names outbound destinations (observed flows).
+	OnSecurityMetrics SecurityMetricsHandler
 	// Neighbours stores what d/{id}/security/neighbours reports (optional:
 	// without it such reports are refused).
 	Neighbours *discovery.Service

@@ -147,6 +147,7 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 	}
 	s.quarantined.Store(d.State == model.StateQuarantined)
 	s.shard = b.shards.Add(1)
+	s.det = b.detectDevice(ctx, dev.TenantID, dev.DeviceID)
 	return s, nil
 }
 
@@ -214,6 +215,7 @@ func (b *Broker) refuseConnect(cl *mqtt.Client, pk packets.Packet, r *refusal) {
 		tenant, device, serial = r.dev.TenantID, r.dev.DeviceID, r.dev.CertSerial
 	}
 	b.m.authFailures.WithLabelValues(fmt.Sprintf("0x%02x", r.code)).Inc()
+	b.detectAuthFailure(tenant, device)
 	b.log.Info("mqtt connection refused", "listener", cl.Net.Listener, "remote", cl.Net.Remote,
 		"client_id", pk.Connect.ClientIdentifier, "device", device, "code", fmt.Sprintf("0x%02x", r.code), "reason", r.reason)
 	b.note(note{kind: noteAuthFailed, tenantID: tenant, deviceID: device, at: b.now(), data: map[string]any{
@@ -238,6 +240,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		tookOverFrom = prev.cl.Net.Remote // a second connection with the same identity
 	}
 	b.reg.activate(s)
+	if s.det != nil {
+		s.det.Connected(cl.Net.Remote)
+	}
 	if b.d.OnPresence != nil {
 		b.d.OnPresence(s.tenantID, s.deviceID, true)
 	}
@@ -312,6 +317,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		what := "subscribe to"
 		if write {
 			what = "publish to"
+			if s.det != nil { // refused publishes count too: a quarantined flood stays visible
+				s.det.Message(0)
+			}
 		}
 		reason := fmt.Sprintf("not allowed to %s %q: a device may only use the topics of docs/protocol.md under d/%s/", what, topic, s.deviceID)
 		if q {
@@ -422,6 +430,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		return pk, packets.ErrRejectPacket
 	}
+	if s.det != nil { // before the rate limit: a flood counts in full
+		s.det.Message(len(pk.Payload))
+	}
 	if !s.allow(&b.cfg, now, len(pk.Payload)) {
 		return pk, b.refuse(s, pk, codeQuota, fmt.Sprintf("rate limit: at most %.0f messages and %.0f bytes per second", b.cfg.RateLimit, b.cfg.ByteRate))
 	}
@@ -507,9 +518,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return pk, b.storeFailed(s, pk, err)
 		}
 		b.m.messages.WithLabelValues("command_result").Inc()
-	case inOTAStatus, inSecurityMetrics:
+	case inOTAStatus:
 		if err := jsonObject(pk.Payload); err != nil {
 			return pk, b.refuse(s, pk, codeBadPayload, err.Error())
+		}
+		b.m.messages.WithLabelValues(strings.ReplaceAll(rest, "/", "_")).Inc()
+	case inSecurityMetrics:
+		if err := b.securityMetrics(ctx, s, pk); err != nil {
+			return pk, err
 		}
 		b.m.messages.WithLabelValues(strings.ReplaceAll(rest, "/", "_")).Inc()
 	case inNeighbours:

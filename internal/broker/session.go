@@ -7,6 +7,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
+	"github.com/steward-iot/steward/internal/detect"
 	"github.com/steward-iot/steward/internal/identity"
 )
 
@@ -31,8 +32,9 @@ type session struct {
 	listener    string
 	connectedAt time.Time
 	quarantined atomic.Bool
-	shard       uint32      // PUBACK shard (acks.go)
-	acks        pendingAcks // telemetry PUBACKs still to send
+	shard       uint32         // PUBACK shard (acks.go)
+	det         *detect.Device // behaviour detection state (nil without a detector)
+	acks        pendingAcks    // telemetry PUBACKs still to send
 
 	mu         sync.Mutex
 	msgs       bucket

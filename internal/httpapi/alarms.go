@@ -15,21 +15,18 @@ import (
 	"github.com/steward-iot/steward/internal/store"
 )
 
-// alarmFilter's kind enum lists model.AlarmKinds (a test compares them).
-type alarmFilter struct {
-	State string `query:"state" enum:"active,acknowledged,cleared,open" doc:"Only alarms in this state; open = active or acknowledged. Default: all."`
-	Kind  string `query:"kind" enum:"message_rate,byte_rate,auth_failures,connection_churn,new_source_addresses,message_rate_anomaly,byte_rate_anomaly,new_listening_ports,new_outbound_destinations,outbound_outside_profile,process_count_jump" doc:"Only alarms of this kind."`
-}
-
+// The kind enum lists model.AlarmKinds (a test compares them).
 type alarmListIn struct {
 	pageIn
-	alarmFilter
+	State    string `query:"state" enum:"active,acknowledged,cleared,open" doc:"Only alarms in this state; open = active or acknowledged. Default: all."`
+	Kind     string `query:"kind" enum:"message_rate,byte_rate,auth_failures,connection_churn,new_source_addresses,message_rate_anomaly,byte_rate_anomaly,new_listening_ports,new_outbound_destinations,outbound_outside_profile,process_count_jump" doc:"Only alarms of this kind."`
 	DeviceID string `query:"device_id" maxLength:"64" doc:"Only alarms of this device."`
 }
 
 type deviceAlarmListIn struct {
 	pageIn
-	alarmFilter
+	State    string `query:"state" enum:"active,acknowledged,cleared,open" doc:"Only alarms in this state; open = active or acknowledged. Default: all."`
+	Kind     string `query:"kind" enum:"message_rate,byte_rate,auth_failures,connection_churn,new_source_addresses,message_rate_anomaly,byte_rate_anomaly,new_listening_ports,new_outbound_destinations,outbound_outside_profile,process_count_jump" doc:"Only alarms of this kind."`
 	DeviceID string `path:"deviceID" maxLength:"64"`
 }
 

@@ -75,6 +75,8 @@ type fixture struct {
 	sec securityFixture
 	// update service resources, when the server documents them (ota_test.go)
 	ota otaFixture
+	// an active behaviour alarm of device, when the server documents alarms (alarms_test.go)
+	alarmID string
 	// end-of-life and discovery resources, when the server documents them (lifecycle_test.go)
 	life lifecycleFixture
 }
@@ -138,6 +140,9 @@ func (f *fixture) fill(t *testing.T) {
 	if documented(t, srv, "reportNeighbours") {
 		f.fillLifecycle(t)
 	}
+	if documented(t, srv, "listAlarms") {
+		f.fillAlarms(t)
+	}
 	if documented(t, srv, "createCommand") {
 		res = srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + f.device.ID + "/commands",
 			Key: key, Body: map[string]any{"name": "reboot"}})
@@ -190,6 +195,8 @@ func (f *fixture) pathID(param string) (string, bool) {
 		return f.sec.findingID, true
 	case "artifactID":
 		return f.ota.artifactID, true
+	case "alarmID":
+		return f.alarmID, true
 	case "mac":
 		return f.life.mac, true
 	}
@@ -260,6 +267,9 @@ func (f *fixture) validBody(opID string) (any, bool) {
 	case "setTelemetryRetention":
 		return map[string]any{"retention_seconds": 7 * 24 * 3600}, true
 	}
+	if opID == "acknowledgeAlarm" {
+		return map[string]any{"note": "looked at it"}, true
+	}
 	if b, ok := f.securityBody(opID); ok {
 		return b, true
 	}
@@ -281,6 +291,9 @@ func (f *fixture) secrets() []string {
 	}
 	s = append(s, f.sec.secrets()...)
 	s = append(s, f.ota.secrets()...)
+	if f.alarmID != "" {
+		s = append(s, f.alarmID)
+	}
 	if f.life.releasable != "" {
 		s = append(s, f.life.releasable, f.life.mac)
 	}

@@ -98,6 +98,7 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 	deps := broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
 		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics, OnConnectionEvent: s.ConnWatch.Observe,
 		Neighbours: s.Discovery}
+	s.brokerDetection(&deps)
 	var loc *cluster.Locator
 	if !s.Bus.Embedded() { // several nodes may share the bus: answer for our devices
 		loc = cluster.NewLocator(s.Bus, func(tenantID, deviceID string) broker.Connection {

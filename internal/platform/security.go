@@ -21,6 +21,8 @@ type securityParts struct {
 	Vulns    *vuln.Service
 	Policy   *netpolicy.Service
 	Defender *defender.Engine
+
+	detectionParts // Detector, Alarms (detection.go)
 	// ConnWatch counts the broker's connection events for the
 	// connection checks.
 	ConnWatch *defender.ConnWatch
@@ -38,6 +40,7 @@ func (s *Server) openSecurity() {
 	s.Defender.Register(defender.Standard(s.Vulns)...)
 	s.Defender.Register(defender.ConnectionChecks(func() []*x509.Certificate { return s.Identity.CA().Chain })...)
 	s.ConnWatch = defender.NewConnWatch(s.Store, s.Log.With("component", "defender"))
+	s.openDetection()
 	s.Policy.AfterReport = func(ctx context.Context, tenantID, deviceID string) error {
 		_, err := s.Defender.RunScoped(ctx, defender.SystemActor, tenantID, defender.CheckFlowOutside, []string{deviceID})
 		return err
@@ -45,13 +48,14 @@ func (s *Server) openSecurity() {
 }
 
 func (s *Server) securityDeps() httpapi.Security {
-	return httpapi.Security{Vulns: s.Vulns, Policy: s.Policy, Defender: s.Defender}
+	return httpapi.Security{Vulns: s.Vulns, Policy: s.Policy, Defender: s.Defender, Alarms: s.Alarms}
 }
 
 // startSecurity starts the per-tenant audit check scheduler.
 func (s *Server) startSecurity(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	s.secCancel = cancel
+	s.startDetection(ctx)
 	s.secWG.Add(2)
 	go func() {
 		defer s.secWG.Done()

@@ -255,6 +255,7 @@ type device struct {
 	telPID    atomic.Uint32
 	ackedTel  atomic.Int64
 	endpoint  int
+	reports   atomic.Int64 // security metrics reports sent
 }
 
 // New checks the configuration and prepares the devices.
@@ -492,6 +493,11 @@ func (s *Sim) live(ctx context.Context, d *device) {
 			}
 		}
 		if err == nil {
+			if err = c.publish(p("security/metrics"), s.securityMetrics(d), 1, s.nextPID(d)); err == nil {
+				s.st.sent.Add(1)
+			}
+		}
+		if err == nil {
 			s.read(ctx, d, c)
 		}
 		stop()
@@ -590,6 +596,28 @@ func (s *Sim) reported(d *device) []byte {
 	return b
 }
 
+// securityMetrics is the device's report on d/{id}/security/metrics. A
+// compromised device's first report looks normal (it becomes its
+// baseline); later ones list a port scan's worth of listening ports and
+// destinations it never talked to, which behaviour detection catches.
+func (s *Sim) securityMetrics(d *device) []byte {
+	n := d.reports.Add(1)
+	ports := []map[string]any{{"proto": "tcp", "port": 22}}
+	outbound := []map[string]any{{"proto": "tcp", "host": "updates.example.com", "port": 443}}
+	procs := 40 + d.n%7
+	if d.behaviour == Compromised && n > 1 {
+		for port := 4440; port < 4450; port++ {
+			ports = append(ports, map[string]any{"proto": "tcp", "port": port})
+		}
+		for i := range 5 {
+			outbound = append(outbound, map[string]any{"proto": "tcp", "host": fmt.Sprintf("198.51.100.%d", 10+i), "port": 23})
+		}
+		procs += 120
+	}
+	b, _ := json.Marshal(map[string]any{"listening_ports": ports, "outbound": outbound, "process_count": procs})
+	return b
+}
+
 // Packet IDs: telemetry uses 1…32767 and everything else 32768…65535, so
 // that a PUBACK tells which kind was acknowledged without a table.
 const telemetryPIDs = 1 << 15
@@ -652,6 +680,11 @@ func (s *Sim) telemetry(ctx context.Context) {
 					if d.behaviour == Flaky && rng.IntN(200) == 0 {
 						c.c.Close() // the network goes away; live reconnects
 						continue
+					}
+					if burst && n%slots == 0 { // a compromised device's report at the start of each burst
+						if c.publish("d/"+d.id+"/security/metrics", s.securityMetrics(d), 1, s.nextPID(d)) == nil {
+							s.st.sent.Add(1)
+						}
 					}
 					body := s.measurement(d, rng)
 					if c.publish("d/"+d.id+"/telemetry", body, 1, s.nextTelemetryPID(d)) == nil {

@@ -102,6 +102,14 @@ func TestSimAgainstServer(t *testing.T) {
 		return r.Status == http.StatusOK && strings.Contains(r.String(), "temp")
 	}, "telemetry of a simulated device stored")
 
+	// A compromised device's port scan report raises an alarm.
+	bad := s.DeviceIDs()[Compromised][0]
+	testserver.Eventually(t, 10*time.Second, func() bool {
+		r := srv.Do(t, testserver.Req{Method: http.MethodGet, Path: testserver.APIPrefix + "/devices/" + bad + "/alarms?kind=new_listening_ports",
+			Key: srv.AdminKey, Tenant: ten.ID})
+		return r.Status == http.StatusOK && len(r.Items()) == 1
+	}, "the compromised device's alarm")
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
