@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OTA", testOTA},             // ota.go
 		{"Campaigns", testCampaigns}, // campaigns.go
 		{"Alarms", testAlarms},       // alarms.go
+		{"Discovery", testDiscovery}, // discovery.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
