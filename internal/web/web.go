@@ -24,9 +24,11 @@ import (
 	"github.com/steward-iot/steward/internal/bus"
 	"github.com/steward-iot/steward/internal/commands"
 	"github.com/steward-iot/steward/internal/defender"
+	"github.com/steward-iot/steward/internal/discovery"
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/ota"
 	"github.com/steward-iot/steward/internal/registry"
+	"github.com/steward-iot/steward/internal/retire"
 	"github.com/steward-iot/steward/internal/store"
 	"github.com/steward-iot/steward/internal/telemetry"
 	"github.com/steward-iot/steward/internal/twin"
@@ -50,6 +52,8 @@ type Deps struct {
 	Defender  *defender.Engine   // security findings
 	Vulns     *vuln.Service      // advisories affecting the fleet
 	OTA       *ota.Service       // update campaigns, release invalidation, consent
+	Retire    *retire.Service    // decommissioning
+	Discovery *discovery.Service // unmanaged devices
 	Log       *slog.Logger
 	Version   string
 	// SecureCookies marks cookies Secure even on plain-HTTP requests (a
@@ -185,6 +189,7 @@ func (d *Dashboard) routes() chi.Router {
 	r.Get("/vulnerabilities/{advisoryID}", d.signedIn(d.advisoryPage))
 	r.Get("/audit", d.signedIn(d.auditPage))
 	d.campaignRoutes(r)
+	d.lifecycleRoutes(r)
 
 	r.Get("/settings", d.signedIn(d.settingsHome))
 	r.Get("/settings/keys", d.signedIn(d.keysPage))
