@@ -28,6 +28,7 @@ import (
 	"github.com/steward-iot/steward/internal/discovery"
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/ota"
 	"github.com/steward-iot/steward/internal/store"
 	"github.com/steward-iot/steward/internal/telemetry"
 	"github.com/steward-iot/steward/internal/twin"
@@ -147,6 +148,9 @@ type Deps struct {
 	// takeovers and token logins). It runs on the event goroutine and must
 	// not block.
 	OnConnectionEvent func(model.Event)
+	// OTA records update reports from d/{id}/ota/status (optional: without
+	// it any JSON object is accepted there).
+	OTA *ota.Service
 	// Detect, when set, sees every device's traffic (behaviour detection).
 	Detect *detect.Detector
 	// OnSecurityMetrics, when set, takes each checked security metrics

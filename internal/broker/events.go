@@ -13,6 +13,7 @@ import (
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/ids"
 	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/ota"
 	"github.com/steward-iot/steward/internal/twin"
 )
 
@@ -100,7 +101,7 @@ func (b *Broker) deliverNote(n note) {
 
 func (b *Broker) onEvent(ev model.Event) {
 	switch ev.Type {
-	case "device.state_changed", "certificate.revoked", twin.EventDesiredChanged, commands.EventCreated:
+	case "device.state_changed", "certificate.revoked", twin.EventDesiredChanged, commands.EventCreated, ota.EventAssigned, ota.EventWithdrawn:
 	default:
 		return
 	}
@@ -127,6 +128,8 @@ func (b *Broker) onEvent(ev model.Event) {
 		b.schedule(job{kind: jobTwin, s: s})
 	case commands.EventCreated:
 		b.schedule(job{kind: jobCommands, s: s})
+	case ota.EventAssigned, ota.EventWithdrawn:
+		b.schedule(job{kind: jobOTA, s: s})
 	}
 }
 
@@ -185,6 +188,7 @@ const (
 	jobTwin jobKind = iota + 1
 	jobCommands
 	jobReconnect
+	jobOTA
 )
 
 type job struct {
@@ -214,7 +218,10 @@ func (b *Broker) worker() {
 				b.pushTwin(ctx, j.s)
 			case jobCommands:
 				b.deliverCommands(ctx, j.s)
+			case jobOTA:
+				b.pushAssignment(ctx, j.s)
 			case jobReconnect:
+				b.pushAssignment(ctx, j.s)
 				if b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDesired)) ||
 					b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDelta)) {
 					b.pushTwin(ctx, j.s)

@@ -385,12 +385,19 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if s == nil || s.kind != kindDevice {
 		return
 	}
-	probe := CommandTopic(s.deviceID, "x")
+	probe, otaTopic := CommandTopic(s.deviceID, "x"), DeviceTopic(s.deviceID, topicOTAAssignment)
+	cmds, upd := false, false
 	for i, f := range pk.Filters {
-		if i < len(codes) && codes[i] < 0x80 && matchFilter(f.Filter, probe) {
-			b.schedule(job{kind: jobCommands, s: s})
-			return
+		if i < len(codes) && codes[i] < 0x80 {
+			cmds = cmds || matchFilter(f.Filter, probe)
+			upd = upd || matchFilter(f.Filter, otaTopic)
 		}
+	}
+	if cmds {
+		b.schedule(job{kind: jobCommands, s: s})
+	}
+	if upd {
+		b.schedule(job{kind: jobOTA, s: s})
 	}
 }
 
@@ -519,10 +526,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		b.m.messages.WithLabelValues("command_result").Inc()
 	case inOTAStatus:
-		if err := jsonObject(pk.Payload); err != nil {
-			return pk, b.refuse(s, pk, codeBadPayload, err.Error())
+		if err := b.otaStatus(ctx, s, pk); err != nil {
+			return pk, err
 		}
-		b.m.messages.WithLabelValues(strings.ReplaceAll(rest, "/", "_")).Inc()
+		b.m.messages.WithLabelValues("ota_status").Inc()
 	case inSecurityMetrics:
 		if err := b.securityMetrics(ctx, s, pk); err != nil {
 			return pk, err

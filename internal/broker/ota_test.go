@@ -52,7 +52,10 @@ func TestUpdateOverMQTT(t *testing.T) {
 		if pr == nil || pr.ReasonCode != tc.code {
 			t.Errorf("%s: PUBACK %+v, want 0x%02x", tc.name, pr, tc.code)
 		}
-		next(t, c2.inbox, p("errors"))
+	}
+	// The reason also goes to d/{id}/errors (at most one report a second).
+	if e := decode(t, next(t, c2.inbox, p("errors")).payload); e["topic"] != p("ota/status") || e["reason"] == "" {
+		t.Errorf("error report: %v", e)
 	}
 	as, err := e.srv.Platform.Store.GetAssignment(context.Background(), e.ten.ID, id)
 	if err != nil || as.Status != model.UpdatePending {

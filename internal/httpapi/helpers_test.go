@@ -195,6 +195,8 @@ func (f *fixture) pathID(param string) (string, bool) {
 		return f.sec.findingID, true
 	case "artifactID":
 		return f.ota.artifactID, true
+	case "campaignID":
+		return f.ota.campaignID, true
 	case "alarmID":
 		return f.alarmID, true
 	case "mac":
@@ -401,6 +403,9 @@ func target(t *testing.T, o operation, f *fixture) string {
 	p := pathParamRe.ReplaceAllStringFunc(o.Path, func(m string) string {
 		name := m[1 : len(m)-1]
 		id, ok := f.pathID(name)
+		if name == "campaignID" && o.ID == "resumeCampaign" {
+			id = f.ota.pausedID // only a paused campaign resumes
+		}
 		if name == "deviceID" && o.ID == "releaseDevice" {
 			id = f.life.releasable // only a device claimed from its maker goes back
 		}

@@ -108,6 +108,7 @@ func New(d Deps) *API {
 	a.routesUsers()
 	a.routesSecurity()
 	a.routesOTA()
+	a.routesCampaigns()
 	a.routesLifecycle()
 	a.router.Handle("/metrics", promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{Registry: d.Metrics}))
 	return a

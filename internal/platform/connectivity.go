@@ -97,6 +97,7 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 	}
 	deps := broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
 		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics, OnConnectionEvent: s.ConnWatch.Observe,
+		OTA:        s.OTA,
 		Neighbours: s.Discovery}
 	s.brokerDetection(&deps)
 	var loc *cluster.Locator

@@ -174,6 +174,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.startSecurity(wctx)
+	if err := s.startCampaigns(wctx); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.Config.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w (is another server running? change http.listen)", s.Config.HTTP.Listen, err)
@@ -235,6 +238,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, s.stopConnectivity(ctx))
 	s.stopSecurity()
+	s.stopCampaigns()
 	errs = append(errs, s.stopIdentity(ctx))
 	if s.cancel != nil {
 		s.cancel()

@@ -255,7 +255,9 @@ type device struct {
 	telPID    atomic.Uint32
 	ackedTel  atomic.Int64
 	endpoint  int
-	reports   atomic.Int64 // security metrics reports sent
+	reports   atomic.Int64           // security metrics reports sent
+	firmware  atomic.Pointer[string] // after a simulated update (nil: the configured one)
+	updating  atomic.Bool
 }
 
 // New checks the configuration and prepares the devices.
@@ -579,15 +581,15 @@ func (s *Sim) onMessage(d *device, c *mconn, topic string, payload []byte) {
 		s.st.errors.Add(1)
 	case strings.HasPrefix(rest, "ota/"):
 		s.st.ota.Add(1)
+		if rest == "ota/assignment" {
+			s.onAssignment(d, payload)
+		}
 	}
 }
 
 // reported is the device's twin report.
 func (s *Sim) reported(d *device) []byte {
-	fw := s.cfg.Firmware
-	if d.behaviour == Outdated {
-		fw = s.cfg.OldFirmware
-	}
+	fw := s.firmware(d)
 	r := map[string]any{"firmware": fw, "sim": map[string]any{"behaviour": d.behaviour}}
 	if d.behaviour == Compromised {
 		r["listening_ports"] = []int{22, 23, 4444}
