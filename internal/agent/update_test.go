@@ -359,7 +359,7 @@ func TestStalledDownloadIsCut(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	src := &HTTPSource{BaseURL: srv.URL, DeviceID: "dev-1", Client: srv.Client(), IdleTimeout: 100 * time.Millisecond}
+	src := &HTTPSource{BaseURL: srv.URL, DeviceID: "dev-1", Client: srv.Client(), IdleTimeout: 2 * time.Second}
 	rc, err := src.Fetch(t.Context(), "art-1", 0, "")
 	if err != nil {
 		t.Fatal(err)
