@@ -186,8 +186,10 @@ func (s *Service) CreateCampaign(ctx context.Context, actor, tenantID string, in
 	return c, nil
 }
 
-// GetCampaign reads a campaign with its per-status counts (devices not yet
-// in a wave count as pending).
+// GetCampaign reads a campaign with its devices per status. Devices not
+// yet in a wave are counted from the total (no scan of the rows still
+// waiting, however large the campaign): pending while it is open,
+// cancelled once it ended.
 func (s *Service) GetCampaign(ctx context.Context, tenantID, id string) (*model.Campaign, error) {
 	c, err := s.st.GetCampaign(ctx, tenantID, id)
 	if err != nil {
@@ -196,12 +198,16 @@ func (s *Service) GetCampaign(ctx context.Context, tenantID, id string) (*model.
 	if c.Counts, err = s.st.CampaignCounts(ctx, tenantID, id, 0); err != nil {
 		return nil, err
 	}
-	waiting, err := s.st.CampaignWaiting(ctx, tenantID, id)
-	if err != nil {
-		return nil, err
+	rest := c.Total
+	for _, n := range c.Counts {
+		rest -= n
 	}
-	if waiting > 0 {
-		c.Counts[model.UpdatePending] += waiting
+	if rest > 0 {
+		if c.State.Open() {
+			c.Counts[model.UpdatePending] += rest
+		} else {
+			c.Counts[model.UpdateCancelled] += rest
+		}
 	}
 	return c, nil
 }
