@@ -30,7 +30,7 @@ type dashboardParts struct {
 func (s *Server) openDashboard() error {
 	d, err := web.New(web.Deps{Registry: s.Registry, Store: s.Store, Bus: s.Bus, Log: s.Log.With("component", "web"),
 		Identity: s.Identity, Twin: s.Twin, Commands: s.Commands, Telemetry: s.Telemetry, Defender: s.Defender, Vulns: s.Vulns,
-		OTA: s.OTA, Retire: s.Retire, Discovery: s.Discovery, Version: s.Version, SecureCookies: s.Config.TLS() || strings.HasPrefix(s.Config.HTTP.PublicURL, "https://"),
+		OTA: s.OTA, Retire: s.Retire, Discovery: s.Discovery, Alarms: s.Alarms, Version: s.Version, SecureCookies: s.Config.TLS() || strings.HasPrefix(s.Config.HTTP.PublicURL, "https://"),
 		AllowHTTPWebhooks: s.Config.Dev || s.Config.Webhooks.AllowHTTP})
 	if err != nil {
 		return fmt.Errorf("building the dashboard: %w", err)

@@ -74,8 +74,11 @@ type deviceParts struct {
 	Reasons  []model.RevocationReason
 	Findings []model.Finding
 	HasFind  bool
-	Commands []model.Command
-	HasCmds  bool
+	// Alarms are the device's open behaviour alarms.
+	Alarms    []model.Alarm
+	HasAlarms bool
+	Commands  []model.Command
+	HasCmds   bool
 }
 
 func (d *Dashboard) loadDeviceParts(ctx context.Context, tid string, dev *model.Device, q url.Values) (*deviceParts, error) {
@@ -114,6 +117,13 @@ func (d *Dashboard) loadDeviceParts(ctx context.Context, tid string, dev *model.
 			return nil, fmt.Errorf("findings: %w", err)
 		}
 		out.Findings, out.HasFind = fs, true
+	}
+	if d.Alarms != nil {
+		as, _, err := d.Store.ListAlarms(ctx, tid, model.AlarmQuery{State: "open", DeviceID: dev.ID}, store.ListOptions{Limit: 50})
+		if err != nil {
+			return nil, fmt.Errorf("alarms: %w", err)
+		}
+		out.Alarms, out.HasAlarms = as, true
 	}
 	if d.Commands != nil {
 		cs, _, err := d.Store.ListCommands(ctx, tid, dev.ID, store.ListOptions{Limit: 20})

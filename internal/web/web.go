@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/steward-iot/steward/internal/alarm"
 	"github.com/steward-iot/steward/internal/bus"
 	"github.com/steward-iot/steward/internal/commands"
 	"github.com/steward-iot/steward/internal/defender"
@@ -54,6 +55,7 @@ type Deps struct {
 	OTA       *ota.Service       // update campaigns, release invalidation, consent
 	Retire    *retire.Service    // decommissioning
 	Discovery *discovery.Service // unmanaged devices
+	Alarms    *alarm.Service     // behaviour alarms
 	Log       *slog.Logger
 	Version   string
 	// SecureCookies marks cookies Secure even on plain-HTTP requests (a
@@ -184,6 +186,7 @@ func (d *Dashboard) routes() chi.Router {
 	r.Get("/home", d.signedIn(d.myHome))
 	r.Post("/home/claim", d.signedIn(d.claimSubmit))
 	r.Get("/findings", d.signedIn(d.findingsPage))
+	d.alarmRoutes(r)
 	r.Post("/findings/{findingID}/suppress", d.signedIn(d.findingSuppress))
 	r.Get("/vulnerabilities", d.signedIn(d.vulnsPage))
 	r.Get("/vulnerabilities/{advisoryID}", d.signedIn(d.advisoryPage))
