@@ -60,7 +60,7 @@ func testCampaigns(t *testing.T, backend string) {
 	}
 	var out bytes.Buffer
 	rep.print(&out, true)
-	for _, w := range []string{"| " + backend + " | CreateCampaign: every device (all states) | 2000 |", "first wave (StepCampaigns, wave_size 100) | 100 |"} {
+	for _, w := range []string{"| " + backend + " | CreateCampaign: every device (all states) | 2000 |", "first wave (StepCampaigns, wave_size 100) | 100 | 2 |"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("output lacks %q:\n%s", w, out.String())
 		}
