@@ -186,8 +186,10 @@ func TestDecommission(t *testing.T) {
 	srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + dev.DeviceID + "/transitions",
 		Key: key, Body: map[string]any{"to": "active", "reason": "test"}})
 
+	start := time.Now()
 	res := srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + dev.DeviceID + "/decommission",
 		Key: key, Body: map[string]any{"data": "export", "reason": "replaced"}})
+	t.Logf("decommission with a wipe answered by the device and an export: %s", time.Since(start))
 	var out struct {
 		Device              model.Device `json:"device"`
 		Wipe                struct{ Status, CommandID string }
@@ -315,8 +317,10 @@ func TestTransfer(t *testing.T) {
 		Body: map[string]any{"name": "Alice's kitchen plug", "tags": []string{"kitchen"}}})
 
 	// Alice releases it and gets a new code, once.
+	start := time.Now()
 	rel := srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + dev.ID + "/release", Key: ak,
 		Body: map[string]any{"reason": "sold"}})
+	t.Logf("release: %s", time.Since(start))
 	code2 := rel.Str("claim_code")
 	if code2 == "" || code2 == code1 || rel.Obj()["certificates_revoked"] != 1.0 {
 		t.Fatalf("release: %s", rel)
