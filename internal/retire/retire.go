@@ -50,7 +50,7 @@ type Decommissioned struct {
 	TokenRevoked        bool                    `json:"token_revoked"`
 	Data                string                  `json:"data" enum:"erase,export,keep"`
 	Erased              *model.DeviceDataCounts `json:"erased,omitempty"`
-	Export              *DeviceExport                 `json:"export,omitempty"`
+	Export              *DeviceExport           `json:"export,omitempty"`
 }
 
 // WipeOutcome tells whether the device confirmed the wipe.
