@@ -13,6 +13,7 @@ import (
 
 	"github.com/steward-iot/steward/internal/broker"
 	"github.com/steward-iot/steward/internal/config"
+	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/testutil/testserver"
 )
 
@@ -55,6 +56,12 @@ func TestSimAgainstServer(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{Configure: func(c *config.Config) { c.MQTT.Listen = "127.0.0.1:0" }})
 	ten := srv.CreateTenant(t, "sim")
 	prod := srv.CreateProduct(t, ten.ID)
+	// Detection judges at once (no learning period), so that the
+	// compromised devices' reports raise alarms within the test.
+	det := model.DefaultDetectionSettings()
+	det.LearningMinutes = 0
+	srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPut, Path: testserver.APIPrefix + "/security/settings", Key: ten.Admin.Secret,
+		Body: map[string]any{"stale_after_days": 7, "max_tenant_admin_keys": 3, "unused_key_days": 90, "flow_window_hours": 24, "detection": det}})
 	tokens, err := APITokens(srv.URL, srv.AdminKey, ten.ID, prod.ID)
 	if err != nil {
 		t.Fatal(err)
