@@ -82,6 +82,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return packets.Code{Code: ref.code, Reason: ref.reason}
 	}
 	cl.Properties.Will = mqtt.Will{} // wills are not delivered; device.disconnected says it
+	if prev := b.reg.device(s.deviceID); s.kind == kindDevice && prev != nil && prev.cl.Net.Remote != "" {
+		s.tookOverFrom = prev.cl.Net.Remote // mochi ends the old session after this hook
+	}
 	b.reg.add(s)
 	return nil
 }
@@ -235,8 +238,8 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		b.log.Info("mqtt application connected", "key", s.keyID, "tenant", s.tenantID, "remote", cl.Net.Remote)
 		return
 	}
-	tookOverFrom := ""
-	if prev := b.reg.device(s.deviceID); prev != nil && prev != s && prev.cl.Net.Remote != "" {
+	tookOverFrom := s.tookOverFrom
+	if prev := b.reg.device(s.deviceID); tookOverFrom == "" && prev != nil && prev != s && prev.cl.Net.Remote != "" {
 		tookOverFrom = prev.cl.Net.Remote // a second connection with the same identity
 	}
 	b.reg.activate(s)

@@ -21,20 +21,24 @@ const (
 
 // session is what the broker knows about one connection.
 type session struct {
-	cl          *mqtt.Client
-	kind        kind
-	tenantID    string // "" for a platform-wide application
-	deviceID    string // devices
-	keyID       string // applications
-	method      identity.Method
-	certSerial  string
-	token       string // the device token a token session authenticated with
-	listener    string
-	connectedAt time.Time
-	quarantined atomic.Bool
-	shard       uint32         // PUBACK shard (acks.go)
-	det         *detect.Device // behaviour detection state (nil without a detector)
-	acks        pendingAcks    // telemetry PUBACKs still to send
+	cl         *mqtt.Client
+	kind       kind
+	tenantID   string // "" for a platform-wide application
+	deviceID   string // devices
+	keyID      string // applications
+	method     identity.Method
+	certSerial string
+	// tookOverFrom is the remote address of the device's session this
+	// one replaces (a second connection with the same identity), seen at
+	// connect time.
+	tookOverFrom string
+	token        string // the device token a token session authenticated with
+	listener     string
+	connectedAt  time.Time
+	quarantined  atomic.Bool
+	shard        uint32         // PUBACK shard (acks.go)
+	det          *detect.Device // behaviour detection state (nil without a detector)
+	acks         pendingAcks    // telemetry PUBACKs still to send
 
 	mu         sync.Mutex
 	msgs       bucket
