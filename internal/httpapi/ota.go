@@ -73,7 +73,7 @@ func otaErr(err error, id string) error {
 		return huma.Error413RequestEntityTooLarge(err.Error())
 	case errors.Is(err, ota.ErrDigestMismatch):
 		return huma.Error422UnprocessableEntity(err.Error(), &huma.ErrorDetail{Location: "query.sha256", Message: err.Error()})
-	case errors.Is(err, ota.ErrUploaded), errors.Is(err, ota.ErrNoContent):
+	case errors.Is(err, ota.ErrUploaded), errors.Is(err, ota.ErrNoContent), errors.Is(err, ota.ErrInUse):
 		return huma.Error409Conflict(err.Error())
 	}
 	return notFoundAs(err, "artifact", id)

@@ -24,6 +24,8 @@ var (
 	ErrUploaded = errors.New("the artifact's content was already uploaded; create a new artifact for new content")
 	// ErrNoContent: the artifact has no content yet.
 	ErrNoContent = errors.New("the artifact has no content yet")
+	// ErrInUse: an open campaign or assignment still hands the artifact out.
+	ErrInUse = errors.New("the artifact is in use")
 	// ErrDigestMismatch: the uploaded content does not hash to what the uploader said.
 	ErrDigestMismatch = errors.New("the uploaded content does not match the announced SHA-256")
 )
@@ -228,6 +230,22 @@ func (s *Service) DeleteArtifact(ctx context.Context, actor, tenantID, id string
 			return err
 		}
 		digest = a.SHA256
+		// Devices still being told to install it would find nothing.
+		cs, err := tx.CampaignsOfArtifact(ctx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.State.Open() {
+				return fmt.Errorf("%w: campaign %s (%s) rolls it out; cancel it first", ErrInUse, c.ID, c.State)
+			}
+		}
+		if open, err := tx.OpenAssignmentsOf(ctx, tenantID, id); err != nil {
+			return err
+		} else if len(open) > 0 {
+			return fmt.Errorf("%w: %d device(s) are told to install it (e.g. %s); invalidate the release to withdraw them", ErrInUse,
+				len(open), open[0].DeviceID)
+		}
 		if err := tx.DeleteArtifact(ctx, tenantID, id); err != nil {
 			return err
 		}

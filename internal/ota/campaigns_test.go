@@ -451,3 +451,29 @@ func TestCampaignBadInput(t *testing.T) {
 		t.Errorf("%d campaigns stored by refused requests", n)
 	}
 }
+
+// TestCampaignSupersededAndInUse: a device given a newer image directly
+// leaves the campaign it was in (the campaign does not wait for it), and
+// an artifact an open campaign hands out cannot be deleted.
+func TestCampaignSupersededAndInUse(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t, testserver.Options{})
+	f := newFleet(t, srv, model.TenantEnterprise, 2)
+	key := f.tn.Admin.Secret
+	c := f.create(t, map[string]any{"wave_size": 2, "success_ratio": 1.0})
+	told := f.waitFor(t, c.ID, model.UpdateNotified, 2)
+	res := srv.Do(t, testserver.Req{Method: http.MethodDelete, Path: api + "/artifacts/" + f.artifact, Key: key})
+	if res.Status != http.StatusConflict || !strings.Contains(res.String(), c.ID) {
+		t.Errorf("deleting a rolled out artifact: %s", res)
+	}
+	hotfix := f.vendor.Release(t, f.product, "2.0.1", []byte("firmware 2.0.1"))
+	srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPut, Path: api + "/devices/" + told[0].DeviceID + "/ota/assignment", Key: key,
+		Body: map[string]any{"artifact_id": hotfix}})
+	cd, err := srv.Platform.Store.GetCampaignDevice(context.Background(), f.tn.ID, c.ID, told[0].DeviceID)
+	if err != nil || cd.Status != model.UpdateCancelled || !strings.Contains(cd.Detail, "superseded") {
+		t.Fatalf("superseded device: %+v %v", cd, err)
+	}
+	f.report(t, told[1].DeviceID, model.UpdateSucceeded, "")
+	f.waitState(t, c.ID, model.CampaignCompleted)
+	srv.Must(t, http.StatusNoContent, testserver.Req{Method: http.MethodDelete, Path: api + "/artifacts/" + f.artifact, Key: key})
+}

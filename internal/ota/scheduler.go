@@ -310,6 +310,9 @@ func (s *Service) assign(ctx context.Context, tx store.Tx, actor, tenantID, devi
 	next := int64(1)
 	if cur, err := tx.GetAssignment(ctx, tenantID, deviceID); err == nil {
 		next = cur.DirectorVersion + 1
+		if err := s.supersede(ctx, tx, cur, campaignID); err != nil {
+			return nil, err
+		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
@@ -407,4 +410,28 @@ func (s *Service) join(ctx context.Context, c *model.Campaign, deviceID string) 
 		}
 		return s.assignInCampaign(ctx, tx, c, cd)
 	})
+}
+
+// supersede ends the device's part in the campaign of its current
+// assignment when a new one replaces it unfinished: the device will only
+// report on the new one, and the old campaign must not wait for it.
+func (s *Service) supersede(ctx context.Context, tx store.Tx, cur *model.Assignment, campaignID string) error {
+	if cur.CampaignID == "" || cur.CampaignID == campaignID || cur.Status.Final() {
+		return nil
+	}
+	cd, err := tx.GetCampaignDevice(ctx, cur.TenantID, cur.CampaignID, cur.DeviceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if cd.Status.Final() {
+		return nil
+	}
+	by := "a direct assignment"
+	if campaignID != "" {
+		by = "campaign " + campaignID
+	}
+	cd.Status, cd.Detail, cd.UpdatedAt = model.UpdateCancelled, "superseded by "+by, s.now()
+	return tx.SetCampaignDevice(ctx, cd)
 }
