@@ -156,7 +156,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fp != "" {
+	switch {
+	case fp != "" && cfg.CAFingerprint != "":
+		cfg.Log.Info("platform CA fetched; it matches --ca-fingerprint", "sha256", fp)
+	case fp != "":
 		cfg.Log.Warn("trusting the platform CA on first use; compare its fingerprint with the one the server prints", "sha256", fp)
 		fmt.Fprintf(cfg.Out, "Platform CA fetched from %s, SHA-256 fingerprint %s\n(pin it with --ca-fingerprint, or pass --ca FILE)\n", cfg.Server, fp)
 	}

@@ -96,7 +96,11 @@ const rejectedFile = "rejected.json"
 
 func (a *Agent) update(ctx context.Context, t trigger) {
 	if err := a.ensureRoots(ctx); err != nil {
-		a.log.Warn("no update roots yet", "err", err)
+		if strings.Contains(err.Error(), `"no_vendor_root"`) {
+			a.log.Debug("no updates yet: the vendor has stored no root")
+		} else {
+			a.log.Warn("no update roots yet", "err", err)
+		}
 		return
 	}
 	p, err := a.updater.Next(ctx)
