@@ -193,3 +193,35 @@ func TestCompromisedDeviceQuarantined(t *testing.T) {
 		t.Fatal("no DISCONNECT after the release")
 	}
 }
+
+// TestChurningDeviceDisconnected: a tenant that answers connection churn
+// with a disconnect; the connection that crosses the threshold is ended
+// (DISCONNECT 0x98) and the device may connect again.
+func TestChurningDeviceDisconnected(t *testing.T) {
+	e := newEnv(t)
+	dev := e.device(t)
+	e.must(t, http.StatusOK, http.MethodPut, api+"/security/settings", map[string]any{
+		"stale_after_days": 7, "max_tenant_admin_keys": 3, "unused_key_days": 90, "flow_window_hours": 24,
+		"detection": map[string]any{
+			"messages_per_minute": 1000, "bytes_per_minute": 1 << 20, "auth_failures_per_5min": 10, "connects_per_10min": 2,
+			"new_sources_per_hour": 5, "new_listening_ports": 1, "new_outbound_destinations": 3, "process_count_jump": 50,
+			"learning_minutes": 0, "sigma": 6, "rate_floor_per_minute": 120, "clear_after_minutes": 10,
+			"mitigations": map[string]any{"connection_churn": "disconnect"},
+		}})
+	w := e.watch(t, "device.mitigated")
+	var last *v5
+	for range 3 {
+		last = e.deviceV5(t, dev)
+	}
+	select {
+	case d := <-last.disconnect:
+		if d.ReasonCode != 0x98 {
+			t.Fatalf("DISCONNECT 0x%02x, want 0x98", d.ReasonCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the churning device was not disconnected")
+	}
+	w.wait(t, "device.mitigated", `"action":"disconnect"`, `"result":"applied"`, dev.DeviceID)
+	// It may come back: a disconnect is not a quarantine.
+	e.deviceV5(t, dev).mustPublish(t, "d/"+dev.DeviceID+"/telemetry", 1, `{"x": 1}`)
+}

@@ -101,7 +101,8 @@ func (b *Broker) deliverNote(n note) {
 
 func (b *Broker) onEvent(ev model.Event) {
 	switch ev.Type {
-	case "device.state_changed", "certificate.revoked", twin.EventDesiredChanged, commands.EventCreated, ota.EventAssigned, ota.EventWithdrawn:
+	case "device.state_changed", "certificate.revoked", twin.EventDesiredChanged, commands.EventCreated, ota.EventAssigned, ota.EventWithdrawn,
+		eventMitigated:
 	default:
 		return
 	}
@@ -109,6 +110,8 @@ func (b *Broker) onEvent(ev model.Event) {
 		DeviceID string      `json:"device_id"`
 		To       model.State `json:"to"`
 		Serial   string      `json:"serial"`
+		Action   string      `json:"action"` // device.mitigated
+		Result   string      `json:"result"`
 	}
 	if err := json.Unmarshal(ev.Data, &d); err != nil || d.DeviceID == "" {
 		return
@@ -130,8 +133,18 @@ func (b *Broker) onEvent(ev model.Event) {
 		b.schedule(job{kind: jobCommands, s: s})
 	case ota.EventAssigned, ota.EventWithdrawn:
 		b.schedule(job{kind: jobOTA, s: s})
+	case eventMitigated:
+		// A disconnect decided on the node that saw the traffic reaches the
+		// node the device is on (a session opened since is left alone).
+		if d.Action == "disconnect" && d.Result == "applied" && s.connectedAt.Before(ev.Time) {
+			go b.kick(s, codeAdmin, "disconnected by an automatic mitigation", ev.Time)
+		}
 	}
 }
+
+// eventMitigated is alarm.EventMitigated (the broker does not import the
+// alarm package, which acts through the broker).
+const eventMitigated = "device.mitigated"
 
 // applyState reduces or ends a connected device's rights after a
 // lifecycle change.
