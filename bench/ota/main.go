@@ -82,6 +82,10 @@ func main() {
 			os.Exit(1)
 		}
 		res.print(os.Stdout, o)
+		if err := measureObjectStore(ctx, o); err != nil { // -s3 (objectstore.go)
+			fmt.Fprintln(os.Stderr, "ota bench:", err)
+			os.Exit(1)
+		}
 	}
 	if c.Devices > 0 {
 		if o.SizeMiB > 0 {
