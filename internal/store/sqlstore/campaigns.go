@@ -2,7 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,7 +109,7 @@ func (r reader) CampaignCounts(ctx context.Context, tenantID, campaignID string,
 	q := `SELECT status, COUNT(*) FROM campaign_devices WHERE campaign_id = ? AND tenant_id = ? AND wave > 0 GROUP BY status`
 	args := []any{campaignID, tenantID}
 	if wave > 0 {
-		q = `SELECT status, COUNT(*) FROM campaign_devices WHERE campaign_id = ? AND tenant_id = ? AND wave = ? GROUP BY status`
+		q = `SELECT status, COUNT(*) FROM campaign_devices WHERE campaign_id = ? AND tenant_id = ? AND wave = ? AND wave > 0 GROUP BY status`
 		args = append(args, wave)
 	}
 	rows, err := r.query(ctx, q, args...)
@@ -127,9 +130,15 @@ func (r reader) CampaignCounts(ctx context.Context, tenantID, campaignID string,
 }
 
 func (r reader) CampaignWaiting(ctx context.Context, tenantID, campaignID string) (int64, error) {
+	// The rows still waiting are not in the wave index: count those that
+	// are and take them from the total. Once the campaign ended nothing waits.
 	var n int64
-	err := r.row(ctx, `SELECT COUNT(*) FROM campaign_devices WHERE campaign_id = ? AND wave = 0 AND status = ? AND tenant_id = ?`,
-		campaignID, model.UpdatePending, tenantID).Scan(&n)
+	err := r.row(ctx, `SELECT CASE WHEN c.state IN (?, ?) THEN c.total - (SELECT COUNT(*) FROM campaign_devices d
+			WHERE d.campaign_id = c.id AND d.wave > 0) ELSE 0 END
+		FROM campaigns c WHERE c.id = ? AND c.tenant_id = ?`, model.CampaignRunning, model.CampaignPaused, campaignID, tenantID).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
 	return n, err
 }
 
@@ -332,10 +341,53 @@ func (t *tx) JoinCampaign(ctx context.Context, c *model.Campaign, products []str
 }
 
 func (t *tx) TakeWave(ctx context.Context, tenantID, campaignID string, wave, n int, consent model.Consent, at time.Time) ([]string, error) {
-	rows, err := t.query(ctx, `UPDATE campaign_devices SET wave = ?, consent = ?, updated_at = ?
-		WHERE campaign_id = ? AND tenant_id = ? AND device_id IN (
-			SELECT device_id FROM campaign_devices WHERE campaign_id = ? AND wave = 0 AND status = ? ORDER BY device_id LIMIT ?)
-		RETURNING device_id`, wave, string(consent), toMicro(at), campaignID, tenantID, campaignID, model.UpdatePending, n)
+	var after string
+	if err := t.row(ctx, `SELECT taken_to FROM campaigns WHERE id = ? AND tenant_id = ?`, campaignID, tenantID).Scan(&after); err != nil {
+		return nil, mapErr(err, "")
+	}
+	// Walk the primary key on from the last device taken, so each wave
+	// reads only its own rows however far the campaign is. A device that
+	// joined below that point while the campaign started is found by one
+	// walk from the start, when the walk on finds too few.
+	ids, err := t.waitingFrom(ctx, campaignID, after, "", n)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) < n && after != "" {
+		more, err := t.waitingFrom(ctx, campaignID, "", after, n-len(ids))
+		if err != nil {
+			return nil, err
+		}
+		ids = append(more, ids...)
+	}
+	for chunk := range slices.Chunk(ids, 500) {
+		args := []any{wave, string(consent), toMicro(at), campaignID, tenantID}
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if _, err := t.exec(ctx, `UPDATE campaign_devices SET wave = ?, consent = ?, updated_at = ?
+			WHERE campaign_id = ? AND tenant_id = ? AND device_id IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
+			return nil, err
+		}
+	}
+	if len(ids) > 0 && ids[len(ids)-1] > after {
+		if _, err := t.exec(ctx, `UPDATE campaigns SET taken_to = ? WHERE id = ? AND tenant_id = ?`, ids[len(ids)-1], campaignID, tenantID); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// waitingFrom lists up to n devices of the campaign after the device ID
+// from (and up to to, when set), still waiting (wave 0, pending), in ID
+// order.
+func (t *tx) waitingFrom(ctx context.Context, campaignID, from, to string, n int) ([]string, error) {
+	q, args := `SELECT device_id FROM campaign_devices WHERE campaign_id = ? AND device_id > ?`, []any{campaignID, from}
+	if to != "" {
+		q += ` AND device_id <= ?`
+		args = append(args, to)
+	}
+	rows, err := t.query(ctx, q+` AND wave = 0 AND status = ? ORDER BY device_id LIMIT ?`, append(args, model.UpdatePending, n)...)
 	if err != nil {
 		return nil, err
 	}

@@ -143,6 +143,11 @@ func testCampaigns(t *testing.T, s store.Store) {
 	wantEqual(t, counts[model.UpdateRolledBack], int64(1), "a final status stays")
 	wantEqual(t, counts[model.UpdateCancelled], int64(3), "cancelled in started waves")
 	n, _ = s.CampaignWaiting(ctx, tenA, "cmp-1")
+	wantEqual(t, n, int64(1), "waiting until the campaign itself ends (dev-c5)")
+	got, _ = s.GetCampaign(ctx, tenA, "cmp-1")
+	got.State = model.CampaignCancelled
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateCampaign(ctx, got) })
+	n, _ = s.CampaignWaiting(ctx, tenA, "cmp-1")
 	wantEqual(t, n, int64(0), "nothing waits after the end")
 
 	list, _, err := s.ListCampaignDevices(ctx, tenA, "cmp-1", model.UpdateCancelled, store.ListOptions{Limit: 10})
@@ -151,4 +156,33 @@ func testCampaigns(t *testing.T, s store.Store) {
 	wantIDs(t, walk(t, 2, func(d model.CampaignDevice) string { return d.DeviceID }, func(cur string) ([]model.CampaignDevice, string, error) {
 		return s.ListCampaignDevices(ctx, tenA, "cmp-1", "", store.ListOptions{Limit: 2, Cursor: cur})
 	}), []string{"dev-c1", "dev-c2", "dev-c3", "dev-c5", "dev-late"}, "paged campaign devices")
+
+	// The next wave reads on from the last device taken; a device that
+	// joined below that point (while the first wave was being taken) is
+	// found too, once.
+	c2 := &model.Campaign{ID: "cmp-2", TenantID: tenA, Name: "second", ArtifactID: "art-1", Version: "2.0", State: model.CampaignRunning,
+		WaveSize: 5, SuccessRatio: 1, MaxFailureRatio: 1, Rev: 1, CreatedAt: at(0), CreatedBy: "key-1", UpdatedAt: at(0)}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.CreateCampaign(ctx, c2, []string{pa.ID}) })
+	take := func(wave, n int) []string {
+		var ids []string
+		mustUpdate(t, s, func(tx store.Tx) error {
+			var err error
+			ids, err = tx.TakeWave(ctx, tenA, "cmp-2", wave, n, model.ConsentNone, at(time.Hour))
+			return err
+		})
+		return ids
+	}
+	wantIDs(t, take(1, 2), []string{"dev-c1", "dev-c2"}, "cursor: wave 1")
+	straggler := newDevice(tenA, pa.ID, "dev-c0", "SN-C0")
+	straggler.State = model.StateActive
+	createDevice(t, s, straggler)
+	mustUpdate(t, s, func(tx store.Tx) error {
+		joined, err := tx.JoinCampaign(ctx, c2, []string{pa.ID}, "dev-c0", 0, at(time.Hour))
+		if !joined {
+			t.Error("the straggler did not join")
+		}
+		return err
+	})
+	wantIDs(t, take(2, 5), []string{"dev-c0", "dev-c3", "dev-c5", "dev-late"}, "cursor: wave 2 with the straggler")
+	wantIDs(t, take(3, 5), nil, "cursor: nothing left")
 }

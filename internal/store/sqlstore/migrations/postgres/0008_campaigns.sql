@@ -26,15 +26,20 @@ CREATE TABLE campaigns (
     created_at         BIGINT NOT NULL,
     created_by         TEXT COLLATE "C" NOT NULL,
     updated_at         BIGINT NOT NULL,
-    finished_at        BIGINT NOT NULL DEFAULT 0
+    finished_at        BIGINT NOT NULL DEFAULT 0,
+    -- the highest device ID taken into a wave so far: the next wave is
+    -- read from there on (the scheduler alone writes it)
+    taken_to           TEXT COLLATE "C" NOT NULL DEFAULT ''
 );
 CREATE INDEX campaigns_tenant ON campaigns (tenant_id, id);
 CREATE INDEX campaigns_open ON campaigns (state, tenant_id);
 CREATE INDEX campaigns_artifact ON campaigns (tenant_id, artifact_id);
 
--- One row per targeted device. wave 0 = not notified yet; the index serves
--- picking the next wave (wave 0, pending, by device ID) and the counts of
--- the waves in progress without touching the rows still waiting.
+-- One row per targeted device; wave 0 = not in a wave yet. The primary key
+-- serves taking the next wave (from campaigns.taken_to on, by device ID);
+-- the partial index holds only rows already in a wave (counts, devices
+-- ready to be told), so creating a campaign writes one B-tree entry per
+-- device, not two.
 CREATE TABLE campaign_devices (
     campaign_id  TEXT COLLATE "C" NOT NULL,
     device_id    TEXT COLLATE "C" NOT NULL,
@@ -48,7 +53,7 @@ CREATE TABLE campaign_devices (
     updated_at   BIGINT NOT NULL,
     PRIMARY KEY (campaign_id, device_id)
 );
-CREATE INDEX campaign_devices_wave ON campaign_devices (campaign_id, wave, status, device_id);
+CREATE INDEX campaign_devices_wave ON campaign_devices (campaign_id, wave, status, device_id) WHERE wave > 0;
 
 -- A release found bad: no device may install it any more.
 ALTER TABLE artifacts ADD COLUMN invalidated_at BIGINT NOT NULL DEFAULT 0;
