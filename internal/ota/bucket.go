@@ -68,7 +68,15 @@ func OpenBucket(ctx context.Context, raw string) (*Bucket, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(raw)
-	b, err := blob.OpenBucket(ctx, raw)
+	q := u.Query()
+	if !q.Has("response_checksum_validation") {
+		// The SDK would check a CRC of every download and warn on stderr
+		// for each object uploaded in parts (which carry none); the
+		// content is checked by its SHA-256 at upload and by the device.
+		q.Set("response_checksum_validation", "when_required")
+		u.RawQuery = q.Encode()
+	}
+	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {
 		return nil, err
 	}
