@@ -75,7 +75,7 @@ func (d *Dashboard) alarmsPage(w http.ResponseWriter, r *http.Request) {
 		nv.Set("cursor", next)
 		data.NextURL = "/alarms?" + nv.Encode()
 	}
-	d.render(w, r, http.StatusOK, "alarms", &view{Title: "Alarms", Nav: "alarms", Data: data})
+	d.render(w, r, http.StatusOK, "alarms", d.live(r, &view{Title: "Alarms", Nav: "alarms", Data: data}))
 }
 
 func (d *Dashboard) alarmAcknowledge(w http.ResponseWriter, r *http.Request) {

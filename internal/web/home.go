@@ -89,7 +89,7 @@ func (d *Dashboard) myHome(w http.ResponseWriter, r *http.Request) {
 		d.internal(w, r, err)
 		return
 	}
-	d.render(w, r, http.StatusOK, "home", &view{Title: "My home", Nav: "home", Data: data})
+	d.render(w, r, http.StatusOK, "home", d.live(r, &view{Title: "My home", Nav: "home", Data: data}))
 }
 
 // claimSubmit claims a device by its code, as POST /api/v1/claims does.

@@ -59,7 +59,9 @@ type view struct {
 	HasVulns bool
 	// HasCampaigns: the update service is wired in (the Campaigns pages).
 	HasCampaigns bool
-	Path         string // this page's address, for forms that come back to it
+	// Alarms is the navigation's count of open alarms (livecounts.go).
+	Alarms *navAlarms
+	Path   string // this page's address, for forms that come back to it
 	// Live pages open an event stream that starts after LiveAfter (the
 	// bus position when the page was made).
 	Live      bool
@@ -143,6 +145,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 	vw.Path = r.URL.RequestURI()
 	if vw.Visit != nil {
 		vw.CSRF = vw.Visit.sess.CSRF
+		vw.Alarms = d.openAlarms(r, vw.Visit)
 		if vw.Visit.platform() {
 			ts, _, err := d.Store.ListTenants(r.Context(), listAll)
 			if err != nil {

@@ -55,6 +55,42 @@
     if (n) { n.hidden = false; }
   };
 
+  // Online markers: a device's "last seen" cells and its My home status.
+  var connection = function (id, online) {
+    var changed = 0;
+    document.querySelectorAll('[data-device-seen="' + CSS.escape(id) + '"]').forEach(function (el) {
+      var mark = document.createElement('span');
+      mark.className = 'conn changed ' + (online ? 'conn-online' : 'conn-offline');
+      mark.textContent = online ? 'online now' : 'offline, last seen just now';
+      el.replaceChildren(mark);
+      el.setAttribute('data-online', online ? 'yes' : 'no');
+      changed++;
+    });
+    document.querySelectorAll('[data-device-home="' + CSS.escape(id) + '"]').forEach(function (el) {
+      // Quarantined, suspended, retired or unsupported says more than online.
+      if (/^(quarantined|suspended|decommissioned|end_of_support)$/.test(el.getAttribute('data-home-state'))) { return; }
+      el.textContent = online ? 'connected' : 'offline since just now';
+      el.classList.toggle('warn', !online);
+      el.setAttribute('data-online', online ? 'yes' : 'no');
+      changed++;
+    });
+    if (changed) { announce('Device ' + id + (online ? ' is online.' : ' went offline.')); }
+  };
+
+  // The navigation's count of open alarms: raised adds one, cleared takes
+  // one away (acknowledged ones are still open). Past its cap it stays.
+  var countAlarms = function (delta) {
+    var c = document.getElementById('nav-alarms');
+    if (!c || c.hasAttribute('data-more')) { return; }
+    var n = Math.max(0, (parseInt(c.getAttribute('data-open-alarms'), 10) || 0) + delta);
+    c.setAttribute('data-open-alarms', String(n));
+    c.firstChild.nodeValue = String(n);
+    c.hidden = n === 0;
+    c.classList.remove('changed');
+    void c.offsetWidth; // restart the highlight
+    c.classList.add('changed');
+  };
+
   var handlers = {
     'device.state_changed': function (ev) {
       var d = ev.data || {};
@@ -76,6 +112,17 @@
     'device.created': function () {
       if (document.getElementById('device-table') || document.getElementById('chart-states')) { showNotice(); }
     },
+    'device.connected': function (ev) { connection(ev.subject, true); },
+    'device.disconnected': function (ev) { connection(ev.subject, false); },
+    'alarm.raised': function (ev) {
+      var a = ev.data || {};
+      countAlarms(1);
+      var n = document.getElementById('alarm-notice');
+      var dev = n && n.getAttribute('data-device');
+      if (n && (!dev || dev === a.device_id)) { n.hidden = false; }
+      announce('New ' + (a.severity ? a.severity + ' ' : '') + 'alarm: ' + (a.title || 'a device misbehaves') + '.');
+    },
+    'alarm.cleared': function () { countAlarms(-1); },
     'device.deleted': function (ev) {
       document.querySelectorAll('[data-device-state="' + CSS.escape(ev.subject) + '"]').forEach(function (b) {
         b.textContent = 'deleted';
