@@ -230,6 +230,7 @@ type deviceData struct {
 	TagsText    string
 	AttrsText   string
 	Update      *deviceUpdate // its update status (campaigns.go)
+	History     []updateStep  // its update steps (updatehistory.go)
 }
 
 type transitionRow struct {
@@ -286,6 +287,12 @@ func (d *Dashboard) devicePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Update = d.deviceUpdateOf(ctx, tid, dev.ID)
+	if d.OTA != nil {
+		if data.History, err = d.updateHistory(ctx, tid, dev.ID, names); err != nil {
+			d.internal(w, r, err)
+			return
+		}
+	}
 	title := dev.Serial
 	if dev.Name != "" {
 		title = dev.Name + " (" + dev.Serial + ")"
