@@ -17,14 +17,14 @@ import (
 
 // The kind enum lists model.AlarmKinds (a test compares them).
 type alarmListIn struct {
-	pageIn
+	PageIn
 	State    string `query:"state" enum:"active,acknowledged,cleared,open" doc:"Only alarms in this state; open = active or acknowledged. Default: all."`
 	Kind     string `query:"kind" enum:"message_rate,byte_rate,auth_failures,connection_churn,new_source_addresses,message_rate_anomaly,byte_rate_anomaly,new_listening_ports,new_outbound_destinations,outbound_outside_profile,process_count_jump" doc:"Only alarms of this kind."`
 	DeviceID string `query:"device_id" maxLength:"64" doc:"Only alarms of this device."`
 }
 
 type deviceAlarmListIn struct {
-	pageIn
+	PageIn
 	State    string `query:"state" enum:"active,acknowledged,cleared,open" doc:"Only alarms in this state; open = active or acknowledged. Default: all."`
 	Kind     string `query:"kind" enum:"message_rate,byte_rate,auth_failures,connection_churn,new_source_addresses,message_rate_anomaly,byte_rate_anomaly,new_listening_ports,new_outbound_destinations,outbound_outside_profile,process_count_jump" doc:"Only alarms of this kind."`
 	DeviceID string `path:"deviceID" maxLength:"64"`
@@ -71,7 +71,7 @@ func (a *API) routesAlarms() {
 		access{perm: authz.DevicesRead, tenant: true},
 		func(ctx context.Context, in *alarmListIn) (*alarmList, error) {
 			return listAlarms(ctx, a.Store, model.AlarmQuery{State: in.State, Kind: model.AlarmKind(in.Kind), DeviceID: in.DeviceID},
-				in.pageIn)
+				in.PageIn)
 		})
 	reg(a, huma.Operation{OperationID: "getAlarm", Method: http.MethodGet, Path: Prefix + "/alarms/{alarmID}",
 		Summary: "Get an alarm with its evidence and mitigation"}, access{perm: authz.DevicesRead, tenant: true},
@@ -102,11 +102,11 @@ func (a *API) routesAlarms() {
 				return nil, notFoundAs(err, "device", in.DeviceID)
 			}
 			return listAlarms(ctx, a.Store, model.AlarmQuery{State: in.State, Kind: model.AlarmKind(in.Kind), DeviceID: in.DeviceID},
-				in.pageIn)
+				in.PageIn)
 		})
 }
 
-func listAlarms(ctx context.Context, st store.Store, q model.AlarmQuery, p pageIn) (*alarmList, error) {
+func listAlarms(ctx context.Context, st store.Store, q model.AlarmQuery, p PageIn) (*alarmList, error) {
 	items, next, err := st.ListAlarms(ctx, tenantOf(ctx), q, store.ListOptions{Limit: p.Limit, Cursor: p.Cursor})
 	if err != nil {
 		return nil, err

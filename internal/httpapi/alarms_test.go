@@ -29,6 +29,7 @@ func raiseAlarm(t *testing.T, srv *testserver.Server, tenantID, deviceID string,
 func (f *fixture) fillAlarms(t *testing.T) {
 	t.Helper()
 	f.alarmID = raiseAlarm(t, f.srv, f.tenant.ID, f.device.ID, model.AlarmProcessJump).ID
+	f.alarm2 = raiseAlarm(t, f.srv, f.tenant.ID, f.device.ID, model.AlarmAuthFailures).ID
 }
 
 func TestAlarmRoutes(t *testing.T) {
@@ -47,7 +48,7 @@ func TestAlarmRoutes(t *testing.T) {
 			}
 			return ids
 		}
-		all := []string{rate.ID, ports.ID, f.alarmID}
+		all := []string{rate.ID, ports.ID, f.alarm2, f.alarmID}
 		for _, c := range []struct {
 			path string
 			want []string
@@ -96,7 +97,7 @@ func TestAlarmRoutes(t *testing.T) {
 		// The events reach the stream (and so webhooks).
 		var types []string
 		stream.Until(15*time.Second, func(ev testserver.SSEEvent) bool {
-			if strings.HasPrefix(ev.Event.Type, "alarm.") && ev.Event.Subject != f.alarmID {
+			if strings.HasPrefix(ev.Event.Type, "alarm.") && ev.Event.Subject != f.alarmID && ev.Event.Subject != f.alarm2 {
 				types = append(types, ev.Event.Type+" "+ev.Event.Subject)
 			}
 			return len(types) == 3

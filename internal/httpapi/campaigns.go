@@ -54,7 +54,7 @@ type campaignList struct {
 type campaignDevicesIn struct {
 	CampaignID string             `path:"campaignID" maxLength:"64"`
 	Status     model.UpdateStatus `query:"status" maxLength:"32" doc:"Only devices with this status."`
-	pageIn
+	PageIn
 }
 
 type campaignDeviceList struct {
@@ -130,7 +130,7 @@ func (a *API) routesCampaigns() {
 	reg(a, huma.Operation{OperationID: "listCampaigns", Method: http.MethodGet, Path: Prefix + "/campaigns", Tags: tag,
 		Summary: "List campaigns, newest first"},
 		access{perm: authz.DevicesRead, tenant: true},
-		func(ctx context.Context, in *pageIn) (*campaignList, error) {
+		func(ctx context.Context, in *PageIn) (*campaignList, error) {
 			items, next, err := a.Store.ListCampaigns(ctx, tenantOf(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

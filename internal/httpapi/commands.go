@@ -42,7 +42,7 @@ type commandIDIn struct {
 
 type commandListIn struct {
 	DeviceID string `path:"deviceID" maxLength:"64"`
-	pageIn
+	PageIn
 }
 
 type commandList struct {

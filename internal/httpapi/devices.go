@@ -78,7 +78,7 @@ type transitionOut struct {
 
 type transitionListIn struct {
 	DeviceID string `path:"deviceID" maxLength:"64"`
-	pageIn
+	PageIn
 }
 
 type transitionList struct {

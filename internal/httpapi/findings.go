@@ -64,7 +64,7 @@ func secErr(err error) error {
 }
 
 type findingListIn struct {
-	pageIn
+	PageIn
 	Status      string `query:"status" enum:"open,resolved,all" default:"open" doc:"open (default), resolved or all."`
 	Check       string `query:"check" maxLength:"128" doc:"Only findings of this check."`
 	ResourceID  string `query:"resource_id" maxLength:"128" doc:"Only findings about this resource (device, key …)."`

@@ -63,7 +63,7 @@ func (a *API) routesGroups() {
 		})
 	reg(a, huma.Operation{OperationID: "listGroups", Method: http.MethodGet, Path: Prefix + "/groups",
 		Summary: "List device groups"}, access{perm: authz.GroupsRead, tenant: true},
-		func(ctx context.Context, in *pageIn) (*groupList, error) {
+		func(ctx context.Context, in *PageIn) (*groupList, error) {
 			items, next, err := a.Store.ListGroups(ctx, tenantOf(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

@@ -75,10 +75,11 @@ type fixture struct {
 	sec securityFixture
 	// update service resources, when the server documents them (ota_test.go)
 	ota otaFixture
-	// an active behaviour alarm of device, when the server documents alarms (alarms_test.go)
-	alarmID string
 	// end-of-life and discovery resources, when the server documents them (lifecycle_test.go)
 	life lifecycleFixture
+	// an active behaviour alarm of device, when the server documents alarms (alarms_test.go)
+	alarmID string
+	alarm2  string // a second alarm (lists page through two)
 }
 
 // sink is an endpoint that accepts every webhook delivery.
@@ -130,6 +131,12 @@ func (f *fixture) fill(t *testing.T) {
 		f.identity = srv.NewIdentityFixture(t, tid, f.spare.ID, f.device,
 			model.Device{ProductID: f.product.ID, Serial: srv.Unique("ENR")})
 		f.claimCode = f.identity.ClaimCode
+		// A renewal gives the enrolled device a second certificate (its
+		// certificate list pages through two).
+		e := f.identity.Enrolled
+		if _, err := srv.ESTClient(&e.TLS).SimpleReenroll(context.Background(), testserver.NewCSR(e.Key, "")); err != nil {
+			t.Fatalf("renewing the fixture's certificate: %v", err)
+		}
 	}
 	if documented(t, srv, "importSBOM") {
 		f.fillSecurity(t)
@@ -147,6 +154,9 @@ func (f *fixture) fill(t *testing.T) {
 		res = srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + f.device.ID + "/commands",
 			Key: key, Body: map[string]any{"name": "reboot"}})
 		f.commandID = res.Str("id")
+		// A second, so the device's command list pages through two.
+		srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: api + "/devices/" + f.device.ID + "/commands",
+			Key: key, Body: map[string]any{"name": "ping"}})
 	}
 }
 
@@ -195,14 +205,28 @@ func (f *fixture) pathID(param string) (string, bool) {
 		return f.sec.findingID, true
 	case "artifactID":
 		return f.ota.artifactID, true
-	case "campaignID":
-		return f.ota.campaignID, true
-	case "alarmID":
-		return f.alarmID, true
 	case "mac":
 		return f.life.mac, true
+	case "alarmID":
+		return f.alarmID, true
+	case "campaignID":
+		return f.ota.campaignID, true
 	}
 	return "", false
+}
+
+// pathIDFor is pathID for one operation: a few aim at another resource of
+// the same kind.
+func (f *fixture) pathIDFor(o operation, param string) (string, bool) {
+	switch {
+	case param == "deviceID" && o.ID == "releaseDevice":
+		return f.life.releasable, true // only a device claimed from its maker goes back
+	case param == "campaignID" && o.ID == "resumeCampaign":
+		return f.ota.pausedID, true // only a paused campaign resumes
+	case param == "deviceID" && o.ID == "listDeviceCertificates" && f.identity.Enrolled != nil:
+		return f.identity.Enrolled.DeviceID, true // the device with certificates
+	}
+	return f.pathID(param)
 }
 
 // queryValue is the fixture's value for a query parameter that names a
@@ -293,11 +317,11 @@ func (f *fixture) secrets() []string {
 	}
 	s = append(s, f.sec.secrets()...)
 	s = append(s, f.ota.secrets()...)
-	if f.alarmID != "" {
-		s = append(s, f.alarmID)
-	}
 	if f.life.releasable != "" {
 		s = append(s, f.life.releasable, f.life.mac)
+	}
+	if f.alarmID != "" {
+		s = append(s, f.alarmID)
 	}
 	if f.identity.Enrolled != nil {
 		s = append(s, f.identity.Enrolled.DeviceID)
@@ -402,13 +426,7 @@ func target(t *testing.T, o operation, f *fixture) string {
 	t.Helper()
 	p := pathParamRe.ReplaceAllStringFunc(o.Path, func(m string) string {
 		name := m[1 : len(m)-1]
-		id, ok := f.pathID(name)
-		if name == "campaignID" && o.ID == "resumeCampaign" {
-			id = f.ota.pausedID // only a paused campaign resumes
-		}
-		if name == "deviceID" && o.ID == "releaseDevice" {
-			id = f.life.releasable // only a device claimed from its maker goes back
-		}
+		id, ok := f.pathIDFor(o, name)
 		if !ok {
 			t.Errorf("%s: unknown path parameter {%s}: teach fixture.pathID which resource it names", o, name)
 			return "unknown"

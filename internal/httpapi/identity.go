@@ -116,7 +116,7 @@ type bootstrapIDIn struct {
 
 type certListIn struct {
 	DeviceID string `path:"deviceID" maxLength:"64"`
-	pageIn
+	PageIn
 }
 
 type certList struct {
@@ -292,7 +292,7 @@ func (a *API) routesIdentity() {
 		})
 	reg(a, huma.Operation{OperationID: "listBootstrapTokens", Method: http.MethodGet, Path: Prefix + "/bootstrap-tokens",
 		Summary: "List bootstrap tokens (never their secrets)", Tags: tag}, access{perm: authz.DevicesRead, tenant: true},
-		func(ctx context.Context, in *pageIn) (*bootstrapList, error) {
+		func(ctx context.Context, in *PageIn) (*bootstrapList, error) {
 			items, next, err := id.ListBootstrapTokens(ctx, tenantOf(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

@@ -57,7 +57,7 @@ func (a *API) routesKeys() {
 		})
 	reg(a, huma.Operation{OperationID: "listAPIKeys", Method: http.MethodGet, Path: Prefix + "/api-keys",
 		Summary: "List API keys (never their secrets)"}, access{perm: authz.KeysRead},
-		func(ctx context.Context, in *pageIn) (*keyList, error) {
+		func(ctx context.Context, in *PageIn) (*keyList, error) {
 			items, next, err := a.Store.ListAPIKeys(ctx, keyTenant(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

@@ -48,7 +48,7 @@ type flowReportOut struct{ Body *netpolicy.ReportResult }
 
 type flowListIn struct {
 	DeviceID string `path:"deviceID" maxLength:"64"`
-	pageIn
+	PageIn
 }
 
 type flowList struct {

@@ -109,7 +109,7 @@ func (a *API) routesOTA() {
 	reg(a, huma.Operation{OperationID: "listArtifacts", Method: http.MethodGet, Path: Prefix + "/artifacts", Tags: tag,
 		Summary: "List update images, newest first"},
 		access{perm: authz.ProductsRead, tenant: true},
-		func(ctx context.Context, in *pageIn) (*artifactList, error) {
+		func(ctx context.Context, in *PageIn) (*artifactList, error) {
 			items, next, err := a.Store.ListArtifacts(ctx, tenantOf(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

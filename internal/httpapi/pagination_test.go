@@ -88,7 +88,7 @@ func TestPagination(t *testing.T) {
 func walk(t *testing.T, srv *testserver.Server, o operation, f *fixture, q url.Values) {
 	t.Helper()
 	base := pathParamRe.ReplaceAllStringFunc(o.Path, func(m string) string {
-		id, _ := f.pathID(m[1 : len(m)-1])
+		id, _ := f.pathIDFor(o, m[1:len(m)-1])
 		return id
 	})
 	key, tenant := f.tenant.Admin.Secret, ""

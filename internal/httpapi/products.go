@@ -59,7 +59,7 @@ func (a *API) routesProducts() {
 		})
 	reg(a, huma.Operation{OperationID: "listProducts", Method: http.MethodGet, Path: Prefix + "/products",
 		Summary: "List products"}, access{perm: authz.ProductsRead, tenant: true},
-		func(ctx context.Context, in *pageIn) (*productList, error) {
+		func(ctx context.Context, in *PageIn) (*productList, error) {
 			items, next, err := a.Store.ListProducts(ctx, tenantOf(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

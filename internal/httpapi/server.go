@@ -108,8 +108,8 @@ func New(d Deps) *API {
 	a.routesUsers()
 	a.routesSecurity()
 	a.routesOTA()
-	a.routesCampaigns()
 	a.routesLifecycle()
+	a.routesCampaigns()
 	a.router.Handle("/metrics", promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{Registry: d.Metrics}))
 	return a
 }

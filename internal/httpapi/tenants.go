@@ -20,7 +20,10 @@ type tenantList struct {
 	}
 }
 
-type pageIn struct {
+// PageIn is the page of a list. It is exported because huma reads the
+// parameters of embedded structs only when their type is exported: an
+// embedded unexported one is silently ignored.
+type PageIn struct {
 	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100" doc:"Page size."`
 	Cursor string `query:"cursor" maxLength:"1024" doc:"next_cursor of the previous page."`
 }
@@ -50,7 +53,7 @@ func (a *API) routesTenants() {
 	reg(a, huma.Operation{OperationID: "listTenants", Method: http.MethodGet, Path: Prefix + "/tenants",
 		Summary: "List tenants: all of them for platform admins, the key's own otherwise"},
 		access{perm: authz.TenantsRead},
-		func(ctx context.Context, in *pageIn) (*tenantList, error) {
+		func(ctx context.Context, in *PageIn) (*tenantList, error) {
 			out := &tenantList{}
 			p := authz.From(ctx)
 			if !p.Platform() {

@@ -78,7 +78,7 @@ func (a *API) routesUsers() {
 		})
 	reg(a, huma.Operation{OperationID: "listUsers", Method: http.MethodGet, Path: Prefix + "/users",
 		Summary: "List dashboard users"}, access{perm: authz.UsersRead},
-		func(ctx context.Context, in *pageIn) (*userList, error) {
+		func(ctx context.Context, in *PageIn) (*userList, error) {
 			items, next, err := a.Store.ListUsers(ctx, tenantOf(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

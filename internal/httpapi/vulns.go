@@ -29,7 +29,7 @@ type sbomGetOut struct{ Body *model.SBOM }
 
 type sbomListIn struct {
 	ProductID string `path:"productID" maxLength:"64"`
-	pageIn
+	PageIn
 }
 
 type sbomList struct {
@@ -42,7 +42,7 @@ type sbomList struct {
 type componentListIn struct {
 	ProductID       string `path:"productID" maxLength:"64"`
 	FirmwareVersion string `path:"firmwareVersion" maxLength:"64"`
-	pageIn
+	PageIn
 }
 
 type componentList struct {
@@ -77,7 +77,7 @@ type advisoryOut struct {
 
 type exposureIn struct {
 	AdvisoryID string `path:"advisoryID" maxLength:"128"`
-	pageIn
+	PageIn
 }
 
 type exposureOut struct{ Body *vuln.Exposure }
@@ -169,7 +169,7 @@ func (a *API) routesVulns() {
 		})
 	reg(a, huma.Operation{OperationID: "listAdvisories", Method: http.MethodGet, Path: Prefix + "/advisories",
 		Summary: "List the advisories the tenant sees (platform-wide and its own)", Tags: tag}, access{perm: authz.DevicesRead},
-		func(ctx context.Context, in *pageIn) (*advisoryList, error) {
+		func(ctx context.Context, in *PageIn) (*advisoryList, error) {
 			items, next, err := a.Store.ListAdvisories(ctx, tenantOf(ctx), store.ListOptions{Limit: in.Limit, Cursor: in.Cursor})
 			if err != nil {
 				return nil, err

@@ -40,7 +40,7 @@ type webhookList struct {
 
 type deliveriesIn struct {
 	WebhookID string `path:"webhookID" maxLength:"64"`
-	pageIn
+	PageIn
 }
 
 type deliveryList struct {
