@@ -148,17 +148,17 @@ type Deps struct {
 	// takeovers and token logins). It runs on the event goroutine and must
 	// not block.
 	OnConnectionEvent func(model.Event)
-	// OTA records update reports from d/{id}/ota/status (optional: without
-	// it any JSON object is accepted there).
-	OTA *ota.Service
+	// Neighbours stores what d/{id}/security/neighbours reports (optional:
+	// without it such reports are refused).
+	Neighbours *discovery.Service
 	// Detect, when set, sees every device's traffic (behaviour detection).
 	Detect *detect.Detector
 	// OnSecurityMetrics, when set, takes each checked security metrics
 	// report that names outbound destinations (observed flows).
 	OnSecurityMetrics SecurityMetricsHandler
-	// Neighbours stores what d/{id}/security/neighbours reports (optional:
-	// without it such reports are refused).
-	Neighbours *discovery.Service
+	// OTA records update reports from d/{id}/ota/status (optional: without
+	// it any JSON object is accepted there).
+	OTA *ota.Service
 }
 
 // Broker is the running MQTT broker.

@@ -97,8 +97,8 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 	}
 	deps := broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
 		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics, OnConnectionEvent: s.ConnWatch.Observe,
-		OTA:        s.OTA,
-		Neighbours: s.Discovery}
+		Neighbours: s.Discovery,
+		OTA:        s.OTA}
 	s.brokerDetection(&deps)
 	var loc *cluster.Locator
 	if !s.Bus.Embedded() { // several nodes may share the bus: answer for our devices
