@@ -128,6 +128,7 @@ See docs/agent.md for the installer script contract and the key storage.`,
 	fl.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Minute, "how long the health check may take")
 	fl.StringVar(&cfg.CommandHook, "command-hook", "", "program for commands the agent does not know: <hook> NAME, params JSON on stdin, result on stdout")
 	fl.DurationVar(&cfg.TelemetryInterval, "telemetry-interval", time.Minute, "how often telemetry is sent (the twin's desired telemetry_interval overrides it)")
+	fl.DurationVar(&cfg.SecurityInterval, "security-interval", 5*time.Minute, "how often listening ports, outbound connections, process count and ARP neighbours are reported (0 = never)")
 	fl.DurationVar(&cfg.Poll, "poll", time.Hour, "how often to check for an update assignment that a missed message announced")
 	fl.StringVar(&logLvl, "log-level", "info", "debug, info, warn or error")
 	return cmd

@@ -55,7 +55,8 @@ func TestCampaignWithAgents(t *testing.T) {
 	must(api.Do(ctx, "POST", "/api/v1/products", map[string]string{"vendor": "Acme", "model": "Gateway"}, &product))
 
 	caFile := filepath.Join(dataDir, "pki", identity.RootCertFile)
-	common := []string{"--server", n.est, "--mqtt", n.mqtt, "--ca", caFile, "--telemetry-interval", "5s", "--poll", "1h"}
+	common := []string{"--server", n.est, "--mqtt", n.mqtt, "--ca", caFile, "--telemetry-interval", "5s", "--poll", "1h",
+		"--security-interval", "2s"}
 	var agents []*agentProc
 	for i := range 4 {
 		var tok struct{ Token string }
@@ -115,6 +116,16 @@ func TestCampaignWithAgents(t *testing.T) {
 	if out := run(t, bin, append([]string{"ota", "campaign", "show", id}, apiFlags...)...); !strings.Contains(out, "state aborted") ||
 		!strings.Contains(out, "rolled_back") {
 		t.Errorf("campaign show: %s", out)
+	}
+	// The agents' security reports (read from this machine's /proc) are
+	// accepted by the platform's strict checks.
+	for _, a := range agents {
+		eventually(t, 30*time.Second, a.name+" sends a security report", func() bool {
+			return strings.Contains(a.out.String(), "security report sent")
+		})
+		if out := a.out.String(); strings.Contains(out, "the platform refused a message") {
+			t.Errorf("%s: a message was refused:\n%s", a.name, out)
+		}
 	}
 	var devs struct{ Items []model.CampaignDevice }
 	must(api.Do(ctx, "GET", "/api/v1/campaigns/"+c.ID+"/devices", nil, &devs))

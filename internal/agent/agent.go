@@ -51,6 +51,12 @@ type Config struct {
 	// CommandHook runs commands the agent does not know itself.
 	CommandHook       string
 	TelemetryInterval time.Duration
+	// SecurityInterval is how often the agent reports what it listens on,
+	// talks to and runs (security/metrics) and the neighbours it sees
+	// (security/neighbours); 0 = never. ProcRoot is where it reads them
+	// ("/proc").
+	SecurityInterval time.Duration
+	ProcRoot         string
 	// Poll is how often the agent asks for an assignment it may have missed.
 	Poll         time.Duration
 	AgentVersion string
@@ -121,6 +127,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
 	}
 	if c.TelemetryInterval <= 0 {
 		c.TelemetryInterval = time.Minute
@@ -219,6 +228,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.runMQTT(ctx, cm) }()
 	go func() { defer wg.Done(); a.runUpdates(ctx) }()
 	go func() { defer wg.Done(); a.runTelemetry(ctx) }()
+	if a.cfg.SecurityInterval > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.runSecurityReports(ctx) }()
+	}
 	go func() { defer wg.Done(); a.runRenewal(ctx) }()
 	select {
 	case <-ctx.Done():
@@ -478,6 +491,30 @@ func (a *Agent) runTelemetry(ctx context.Context) {
 			}
 			cancel()
 		}
+	}
+}
+
+// runSecurityReports sends the security engine's reports: the first soon
+// after start (the device's baseline), then every SecurityInterval.
+func (a *Agent) runSecurityReports(ctx context.Context) {
+	t := time.NewTimer(min(5*time.Second, a.cfg.SecurityInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if m := SecurityMetrics(a.cfg.ProcRoot); m != nil {
+			m["ts"] = a.cfg.Now().UTC().Format(time.RFC3339)
+			a.publish(ctx, a.topic("security/metrics"), m)
+			a.log.Debug("security report sent", "listening_ports", m["listening_ports"], "process_count", m["process_count"])
+		}
+		if n := Neighbours(a.cfg.ProcRoot); len(n) > 0 {
+			a.publish(ctx, a.topic("security/neighbours"), map[string]any{"neighbours": n})
+			a.log.Debug("neighbour report sent", "neighbours", len(n))
+		}
+		t.Reset(a.cfg.SecurityInterval)
 	}
 }
 
