@@ -16,9 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/steward-iot/steward/internal/client"
-	"github.com/steward-iot/steward/internal/identity"
 )
 
 // agentProc is one running `steward agent` process.
@@ -137,35 +134,23 @@ func TestAgentsEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildBinary(t)
-	dataDir := t.TempDir()
-	n := &node{name: "server", dataDir: dataDir, bin: bin,
-		args: []string{"server", "--dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn"},
-		env:  append(os.Environ(), "STEWARD_MQTT_LISTEN=127.0.0.1:0", "STEWARD_EST_LISTEN=127.0.0.1:0")}
-	n.start(t)
+	srv := startE2EServer(t)
+	bin, n := srv.bin, srv.node
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	keyBytes, err := os.ReadFile(filepath.Join(dataDir, "admin-api-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.TrimSpace(string(keyBytes))
-	admin, _ := client.New(n.api, key, "", client.Options{})
-	var tenant, product, maker, makerProduct struct{ ID string }
+	var product, makerProduct struct{ ID string }
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(admin.Do(ctx, "POST", "/api/v1/tenants", map[string]string{"name": "agents", "kind": "enterprise"}, &tenant))
-	api, _ := client.New(n.api, key, tenant.ID, client.Options{})
+	tenantID, api := srv.tenant(t, ctx, "agents", "enterprise")
 	must(api.Do(ctx, "POST", "/api/v1/products", map[string]string{"vendor": "Acme", "model": "Gateway"}, &product))
-	must(admin.Do(ctx, "POST", "/api/v1/tenants", map[string]string{"name": "maker", "kind": "vendor"}, &maker))
-	makerAPI, _ := client.New(n.api, key, maker.ID, client.Options{})
+	_, makerAPI := srv.tenant(t, ctx, "maker", "vendor")
 	must(makerAPI.Do(ctx, "POST", "/api/v1/products", map[string]string{"vendor": "Acme", "model": "Plug"}, &makerProduct))
 
-	caFile := filepath.Join(dataDir, "pki", identity.RootCertFile)
+	caFile := srv.caFile()
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
 		t.Fatal(err)
@@ -252,25 +237,8 @@ func TestAgentsEndToEnd(t *testing.T) {
 	}
 
 	// The vendor signs 2.0.0 offline and pushes it; the director assigns it.
-	vdir := t.TempDir()
-	in := func(f string) string { return filepath.Join(vdir, f) }
-	run(t, bin, "ota", "keygen", "--out", in("root.key"))
-	run(t, bin, "ota", "keygen", "--out", in("targets.key"))
-	run(t, bin, "ota", "root", "init", "--out", in("root.json"), "--root-key", in("root.key"), "--targets-key", in("targets.pub"))
-	image := bytes.Repeat([]byte("steward firmware 2.0.0 "), 100_000) // 2.3 MB
-	must(os.WriteFile(in("fw-2.0.0.bin"), image, 0o644))
-	apiFlags := []string{"--server", n.api, "--api-key", key, "--tenant", tenant.ID}
-	out := run(t, bin, append([]string{"ota", "upload", in("fw-2.0.0.bin"), "--product", product.ID, "--hardware-id", product.ID,
-		"--version", "2.0.0"}, apiFlags...)...)
-	m := regexp.MustCompile(`artifact (art_\w+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("upload: %s", out)
-	}
-	art := m[1]
-	run(t, bin, "ota", "sign", in("fw-2.0.0.bin"), "--targets", in("targets.json"), "--key", in("targets.key"), "--version", "2.0.0",
-		"--hardware-id", product.ID)
-	run(t, bin, append([]string{"ota", "push", in("root.json")}, apiFlags...)...)
-	run(t, bin, append([]string{"ota", "push", in("targets.json")}, apiFlags...)...)
+	v := srv.newVendor(t, tenantID, product.ID)
+	art := v.release(t, "2.0.0", bytes.Repeat([]byte("steward firmware 2.0.0 "), 100_000)) // 2.3 MB
 	start := time.Now()
 	for _, a := range agents {
 		must(api.Do(ctx, "PUT", "/api/v1/devices/"+a.deviceID+"/ota/assignment", map[string]any{"artifact_id": art}, nil))
@@ -352,18 +320,8 @@ func TestAgentsEndToEnd(t *testing.T) {
 	gw1 := agents[0]
 	must(api.Do(ctx, "POST", "/api/v1/devices/"+gw1.deviceID+"/transitions", map[string]any{"to": "active", "reason": "agent e2e"}, nil))
 	must(api.Do(ctx, "POST", "/api/v1/devices/"+gw1.deviceID+"/transitions", map[string]any{"to": "quarantined", "reason": "agent e2e"}, nil))
-	image21 := bytes.Repeat([]byte("steward firmware 2.1.0 "), 50_000)
-	must(os.WriteFile(in("fw-2.1.0.bin"), image21, 0o644))
-	out = run(t, bin, append([]string{"ota", "upload", in("fw-2.1.0.bin"), "--product", product.ID, "--hardware-id", product.ID,
-		"--version", "2.1.0"}, apiFlags...)...)
-	m = regexp.MustCompile(`artifact (art_\w+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("upload: %s", out)
-	}
-	run(t, bin, "ota", "sign", in("fw-2.1.0.bin"), "--targets", in("targets.json"), "--key", in("targets.key"), "--version", "2.1.0",
-		"--hardware-id", product.ID)
-	run(t, bin, append([]string{"ota", "push", in("targets.json")}, apiFlags...)...)
-	must(api.Do(ctx, "PUT", "/api/v1/devices/"+gw1.deviceID+"/ota/assignment", map[string]any{"artifact_id": m[1]}, nil))
+	art21 := v.release(t, "2.1.0", bytes.Repeat([]byte("steward firmware 2.1.0 "), 50_000))
+	must(api.Do(ctx, "PUT", "/api/v1/devices/"+gw1.deviceID+"/ota/assignment", map[string]any{"artifact_id": art21}, nil))
 	eventually(t, 60*time.Second, "the quarantined gw1 installs 2.1.0", func() bool {
 		var as struct{ Status string }
 		_, v, _ := gw1.slots(t)

@@ -5,15 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/steward-iot/steward/internal/client"
-	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/model"
 )
 
@@ -29,33 +24,21 @@ func TestCampaignWithAgents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildBinary(t)
-	dataDir := t.TempDir()
-	n := &node{name: "server", dataDir: dataDir, bin: bin,
-		args: []string{"server", "--dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn"},
-		env:  append(os.Environ(), "STEWARD_MQTT_LISTEN=127.0.0.1:0", "STEWARD_EST_LISTEN=127.0.0.1:0")}
-	n.start(t)
+	srv := startE2EServer(t)
+	bin := srv.bin
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	keyBytes, err := os.ReadFile(filepath.Join(dataDir, "admin-api-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.TrimSpace(string(keyBytes))
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	admin, _ := client.New(n.api, key, "", client.Options{})
-	var tenant, product struct{ ID string }
-	must(admin.Do(ctx, "POST", "/api/v1/tenants", map[string]string{"name": "fleet", "kind": "enterprise"}, &tenant))
-	api, _ := client.New(n.api, key, tenant.ID, client.Options{})
+	tenantID, api := srv.tenant(t, ctx, "fleet", "enterprise")
+	var product struct{ ID string }
 	must(api.Do(ctx, "POST", "/api/v1/products", map[string]string{"vendor": "Acme", "model": "Gateway"}, &product))
 
-	caFile := filepath.Join(dataDir, "pki", identity.RootCertFile)
-	common := []string{"--server", n.est, "--mqtt", n.mqtt, "--ca", caFile, "--telemetry-interval", "5s", "--poll", "1h",
+	common := []string{"--server", srv.est, "--mqtt", srv.mqtt, "--ca", srv.caFile(), "--telemetry-interval", "5s", "--poll", "1h",
 		"--security-interval", "2s"}
 	var agents []*agentProc
 	for i := range 4 {
@@ -77,28 +60,13 @@ func TestCampaignWithAgents(t *testing.T) {
 	}
 
 	// The vendor signs 2.0.0 offline; the operator starts the campaign.
-	vdir := t.TempDir()
-	in := func(f string) string { return filepath.Join(vdir, f) }
-	run(t, bin, "ota", "keygen", "--out", in("root.key"))
-	run(t, bin, "ota", "keygen", "--out", in("targets.key"))
-	run(t, bin, "ota", "root", "init", "--out", in("root.json"), "--root-key", in("root.key"), "--targets-key", in("targets.pub"))
-	must(os.WriteFile(in("fw-2.0.0.bin"), bytes.Repeat([]byte("steward firmware 2.0.0 "), 50_000), 0o644))
-	apiFlags := []string{"--server", n.api, "--api-key", key, "--tenant", tenant.ID}
-	out := run(t, bin, append([]string{"ota", "upload", in("fw-2.0.0.bin"), "--product", product.ID, "--hardware-id", product.ID,
-		"--version", "2.0.0"}, apiFlags...)...)
-	m := regexp.MustCompile(`artifact (art_\w+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("upload: %s", out)
-	}
-	art := m[1]
-	run(t, bin, "ota", "sign", in("fw-2.0.0.bin"), "--targets", in("targets.json"), "--key", in("targets.key"), "--version", "2.0.0",
-		"--hardware-id", product.ID)
-	run(t, bin, append([]string{"ota", "push", in("root.json")}, apiFlags...)...)
-	run(t, bin, append([]string{"ota", "push", in("targets.json")}, apiFlags...)...)
+	v := srv.newVendor(t, tenantID, product.ID)
+	art := v.release(t, "2.0.0", bytes.Repeat([]byte("steward firmware 2.0.0 "), 50_000))
+	apiFlags := v.apiFlags
 
 	start := time.Now()
 	var c model.Campaign
-	out = run(t, bin, append([]string{"ota", "campaign", "create", "--name", "gateways 2.0.0", "--artifact", art, "--product", product.ID,
+	out := run(t, bin, append([]string{"ota", "campaign", "create", "--name", "gateways 2.0.0", "--artifact", art, "--product", product.ID,
 		"--canary", "2", "--wave-size", "1", "--success", "1", "--max-failure", "0.25", "--json"}, apiFlags...)...)
 	must(json.Unmarshal([]byte(out), &c))
 	if c.Total != 4 {
