@@ -342,7 +342,8 @@ func (d *mqttDevice) subscribe(t *testing.T, filters ...string) {
 	for _, f := range filters {
 		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: 1})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: a loaded machine runs two servers and a database here.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sa, err := d.c.Subscribe(ctx, s)
 	if err != nil {

@@ -72,9 +72,9 @@ func TestNeighbours(t *testing.T) {
 
 func TestParseHexAddr(t *testing.T) {
 	for in, want := range map[string]string{
-		"0100007F:1F90": "127.0.0.1:8080",
+		"0100007F:1F90":                         "127.0.0.1:8080",
 		"0000000000000000FFFF00000F02000A:1F90": "10.0.2.15:8080",
-		"B80D0120000000000000000001000000:0050":  "[2001:db8::1]:80",
+		"B80D0120000000000000000001000000:0050": "[2001:db8::1]:80",
 	} {
 		got, ok := parseHexAddr(in)
 		if !ok || got.String() != want {

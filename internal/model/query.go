@@ -24,6 +24,9 @@ type DeviceQuery struct {
 	NeverSeen       bool       `json:"never_seen,omitempty"`
 	GroupID         string     `json:"group_id,omitempty"`
 	SerialPrefix    string     `json:"serial_prefix,omitempty"`
+	// DeviceIDs narrows the query to these devices (at most 1000), e.g. a
+	// campaign for the devices an alarm names.
+	DeviceIDs []string `json:"device_ids,omitempty" maxItems:"1000" doc:"Only these devices."`
 }
 
 // SortField is a key the device list may be ordered by.
@@ -72,6 +75,9 @@ func (q *DeviceQuery) Validate() error {
 		if err := ValidTag(t); err != nil {
 			return err
 		}
+	}
+	if len(q.DeviceIDs) > 1000 {
+		return fmt.Errorf("device_ids: at most 1000 devices, not %d", len(q.DeviceIDs))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/steward-iot/steward/internal/detect"
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/netpolicy"
+	"github.com/steward-iot/steward/internal/ota"
 	"github.com/steward-iot/steward/internal/store"
 )
 
@@ -117,12 +118,13 @@ func (r certRevoker) RevokeDeviceCertificate(ctx context.Context, tenantID, devi
 	return "", fmt.Errorf("device %s has no certificate in force", deviceID)
 }
 
-// releaseUpdater assigns a misbehaving device the newest release of its
-// product that it does not run (the update action): the one-device form of
-// a campaign, signed by the director like any assignment.
+// releaseUpdater starts a one-device campaign of the newest release (by
+// version) of a misbehaving device's product that is newer than what it
+// runs (the update action): no consent asked, audited and visible like any
+// campaign, signed by the director like any assignment.
 type releaseUpdater struct{ s *Server }
 
-func (u releaseUpdater) UpdateDevice(ctx context.Context, actor, tenantID, deviceID, _ string) (string, error) {
+func (u releaseUpdater) UpdateDevice(ctx context.Context, actor, tenantID, deviceID, reason string) (string, error) {
 	if u.s.OTA == nil {
 		return "", errors.New("the update service is not running")
 	}
@@ -130,25 +132,37 @@ func (u releaseUpdater) UpdateDevice(ctx context.Context, actor, tenantID, devic
 	if err != nil {
 		return "", err
 	}
+	running, _ := model.VersionKey(d.FirmwareVersion)
+	var best *model.Artifact
+	var bestKey string
 	cursor := ""
 	for range 10 { // the newest 1000 artifacts
 		arts, next, err := u.s.Store.ListArtifacts(ctx, tenantID, store.ListOptions{Limit: 100, Cursor: cursor})
 		if err != nil {
 			return "", err
 		}
-		for _, a := range arts {
-			if a.InvalidatedAt != nil || !a.Uploaded() || a.Version == d.FirmwareVersion || !slices.Contains(a.ProductIDs, d.ProductID) {
+		for i := range arts {
+			a := &arts[i]
+			k, err := model.VersionKey(a.Version)
+			if err != nil || a.InvalidatedAt != nil || !a.Uploaded() || !slices.Contains(a.ProductIDs, d.ProductID) ||
+				(running != "" && k <= running) || (best != nil && k <= bestKey) {
 				continue
 			}
-			if _, err := u.s.OTA.Assign(ctx, actor, tenantID, deviceID, a.ID, ""); err != nil {
-				return "", fmt.Errorf("assigning release %s (%s): %w", a.ID, a.Version, err)
-			}
-			return fmt.Sprintf("assigned release %s (version %s)", a.ID, a.Version), nil
+			best, bestKey = a, k
 		}
 		if next == "" {
 			break
 		}
 		cursor = next
 	}
-	return "", fmt.Errorf("no release of product %s other than the running %q to update to", d.ProductID, d.FirmwareVersion)
+	if best == nil {
+		return "", fmt.Errorf("no release of product %s newer than the running %q to update to", d.ProductID, d.FirmwareVersion)
+	}
+	no, all := false, 1.0
+	c, err := u.s.OTA.CreateCampaign(ctx, actor, tenantID, ota.CampaignInput{Name: "mitigation: " + reason, ArtifactID: best.ID,
+		Query: model.DeviceQuery{DeviceIDs: []string{deviceID}}, WaveSize: 1, RequireConsent: &no, MaxFailureRatio: &all})
+	if err != nil {
+		return "", fmt.Errorf("starting a campaign of release %s (%s): %w", best.ID, best.Version, err)
+	}
+	return fmt.Sprintf("started campaign %s of release %s (version %s)", c.ID, best.ID, best.Version), nil
 }

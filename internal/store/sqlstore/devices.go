@@ -110,6 +110,13 @@ func (r reader) filter(ctx context.Context, tenantID string, q model.DeviceQuery
 	if q.NeverSeen {
 		add("d.last_seen = 0")
 	}
+	if len(q.DeviceIDs) > 0 {
+		a := make([]any, len(q.DeviceIDs))
+		for i, id := range q.DeviceIDs {
+			a[i] = id
+		}
+		add("d.id IN ("+placeholders(len(a))+")", a...)
+	}
 	if q.SerialPrefix != "" {
 		// Range instead of LIKE so the serial index serves it on both backends.
 		add("d.serial >= ? AND d.serial < ?", q.SerialPrefix, q.SerialPrefix+"\U0010FFFF")
