@@ -78,20 +78,7 @@ func (r reader) ListCampaigns(ctx context.Context, tenantID string, o store.List
 }
 
 func (r reader) campaigns(ctx context.Context, q string, args ...any) ([]model.Campaign, error) {
-	rows, err := r.query(ctx, `SELECT `+campaignCols+` FROM campaigns WHERE `+q+` ORDER BY id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []model.Campaign
-	for rows.Next() {
-		c, err := scanCampaign(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, r, scanCampaign, `SELECT `+campaignCols+` FROM campaigns WHERE `+q+` ORDER BY id`, args...)
 }
 
 func (r reader) OpenCampaigns(ctx context.Context, tenantID string) ([]model.Campaign, error) {
@@ -161,21 +148,9 @@ func (r reader) GetCampaignDevice(ctx context.Context, tenantID, campaignID, dev
 }
 
 func (r reader) ReadyCampaignDevices(ctx context.Context, tenantID, campaignID string, limit int) ([]model.CampaignDevice, error) {
-	rows, err := r.query(ctx, `SELECT `+campaignDeviceCols+` FROM campaign_devices WHERE campaign_id = ? AND wave > 0 AND status = ?
-		AND consent IN ('', ?) AND tenant_id = ? ORDER BY device_id LIMIT ?`, campaignID, model.UpdatePending, model.ConsentGranted, tenantID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []model.CampaignDevice
-	for rows.Next() {
-		d, err := scanCampaignDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *d)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, r, scanCampaignDevice, `SELECT `+campaignDeviceCols+` FROM campaign_devices WHERE campaign_id = ? AND wave > 0
+		AND status = ? AND consent IN ('', ?) AND tenant_id = ? ORDER BY device_id LIMIT ?`,
+		campaignID, model.UpdatePending, model.ConsentGranted, tenantID, limit)
 }
 
 func (r reader) ListCampaignDevices(ctx context.Context, tenantID, campaignID string, status model.UpdateStatus, o store.ListOptions) ([]model.CampaignDevice, string, error) {
@@ -201,21 +176,8 @@ func finalStatuses() []any {
 
 func (r reader) OpenAssignmentsOf(ctx context.Context, tenantID, artifactID string) ([]model.Assignment, error) {
 	final := finalStatuses()
-	rows, err := r.query(ctx, `SELECT `+assignmentCols+` FROM ota_assignments WHERE tenant_id = ? AND artifact_id = ?
+	return queryAll(ctx, r, scanAssignment, `SELECT `+assignmentCols+` FROM ota_assignments WHERE tenant_id = ? AND artifact_id = ?
 		AND status NOT IN (`+placeholders(len(final))+`) ORDER BY device_id`, append([]any{tenantID, artifactID}, final...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []model.Assignment
-	for rows.Next() {
-		a, err := scanAssignment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *a)
-	}
-	return out, rows.Err()
 }
 
 // ---- writes ----
@@ -387,20 +349,7 @@ func (t *tx) waitingFrom(ctx context.Context, campaignID, from, to string, n int
 		q += ` AND device_id <= ?`
 		args = append(args, to)
 	}
-	rows, err := t.query(ctx, q+` AND wave = 0 AND status = ? ORDER BY device_id LIMIT ?`, append(args, model.UpdatePending, n)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t.reader, scanString, q+` AND wave = 0 AND status = ? ORDER BY device_id LIMIT ?`, append(args, model.UpdatePending, n)...)
 }
 
 func (t *tx) SetCampaignDevice(ctx context.Context, d *model.CampaignDevice) error {
@@ -416,22 +365,9 @@ func (t *tx) SetCampaignDevice(ctx context.Context, d *model.CampaignDevice) err
 func (t *tx) EndCampaignDevices(ctx context.Context, tenantID, campaignID string, s model.UpdateStatus, detail string, at time.Time) ([]string, error) {
 	final := finalStatuses()
 	ph := placeholders(len(final))
-	rows, err := t.query(ctx, `SELECT device_id FROM campaign_devices WHERE campaign_id = ? AND tenant_id = ? AND wave > 0
+	told, err := queryAll(ctx, t.reader, scanString, `SELECT device_id FROM campaign_devices WHERE campaign_id = ? AND tenant_id = ? AND wave > 0
 		AND status NOT IN (`+ph+`) ORDER BY device_id`, append([]any{campaignID, tenantID}, final...)...)
 	if err != nil {
-		return nil, err
-	}
-	var told []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		told = append(told, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	_, err = t.exec(ctx, `UPDATE campaign_devices SET status = ?, detail = ?, updated_at = ?

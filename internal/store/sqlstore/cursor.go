@@ -111,3 +111,27 @@ func pageByKey[T any](ctx context.Context, r reader, q, keyCol, kind string, arg
 	scan func(scanner) (*T, error), key func(T) string) ([]T, string, error) {
 	return keysetPage(ctx, r, page{query: q, keyCol: keyCol, kind: kind, defLimit: 100}, args, o, scan, key)
 }
+
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, r reader, scan func(scanner) (*T, error), q string, args ...any) ([]T, error) {
+	rows, err := r.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *v)
+	}
+	return out, rows.Err()
+}
+
+// scanString reads a one-column row.
+func scanString(s scanner) (*string, error) {
+	var v string
+	return &v, s.Scan(&v)
+}

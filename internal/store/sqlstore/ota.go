@@ -93,40 +93,14 @@ func (t *tx) DeleteArtifact(ctx context.Context, tenantID, id string) error {
 }
 
 func (r reader) ArtifactsByDigest(ctx context.Context, tenantID, sha256 string) ([]model.Artifact, error) {
-	rows, err := r.query(ctx, `SELECT `+artifactCols+` FROM artifacts WHERE tenant_id = ? AND sha256 = ? ORDER BY id`, tenantID, sha256)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []model.Artifact
-	for rows.Next() {
-		a, err := scanArtifact(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, r, scanArtifact, `SELECT `+artifactCols+` FROM artifacts WHERE tenant_id = ? AND sha256 = ? ORDER BY id`, tenantID, sha256)
 }
 
 // ---- vendor metadata ----
 
 func (r reader) VendorRoots(ctx context.Context, tenantID string, afterVersion int64) ([]model.VendorRoot, error) {
-	rows, err := r.query(ctx, `SELECT tenant_id, version, expires, body, created_at, created_by FROM ota_vendor_roots
+	return queryAll(ctx, r, scanVendorRoot, `SELECT tenant_id, version, expires, body, created_at, created_by FROM ota_vendor_roots
 		WHERE tenant_id = ? AND version > ? ORDER BY version LIMIT 1000`, tenantID, afterVersion)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []model.VendorRoot
-	for rows.Next() {
-		v, err := scanVendorRoot(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *v)
-	}
-	return out, rows.Err()
 }
 
 func scanVendorRoot(s scanner) (*model.VendorRoot, error) {
