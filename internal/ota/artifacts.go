@@ -74,11 +74,16 @@ func auditEmitData(ctx context.Context, tx store.Tx, tenantID, actor, action, ta
 	if _, err := tx.Audit(ctx, tenantID, model.AuditEntry{Actor: actor, Action: action, Target: target, Summary: summary}); err != nil {
 		return fmt.Errorf("writing the audit record: %w", err)
 	}
-	data, err := json.Marshal(evData)
+	return emit(ctx, tx, tenantID, target, evType, evData, now)
+}
+
+// emit raises an event (through the outbox) carrying data.
+func emit(ctx context.Context, tx store.Tx, tenantID, subject, evType string, data any, now time.Time) error {
+	b, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
-	return tx.Emit(ctx, &model.Event{ID: ids.New("evt"), TenantID: tenantID, Type: evType, Subject: target, Time: now, Data: data})
+	return tx.Emit(ctx, &model.Event{ID: ids.New("evt"), TenantID: tenantID, Type: evType, Subject: subject, Time: now, Data: b})
 }
 
 func clean(list []string) []string {

@@ -186,30 +186,37 @@ func (s *Service) CreateCampaign(ctx context.Context, actor, tenantID string, in
 	return c, nil
 }
 
-// GetCampaign reads a campaign with its devices per status. Devices not
-// yet in a wave are counted from the total (no scan of the rows still
-// waiting, however large the campaign): pending while it is open,
-// cancelled once it ended.
+// GetCampaign reads a campaign with its devices per status (Count).
 func (s *Service) GetCampaign(ctx context.Context, tenantID, id string) (*model.Campaign, error) {
 	c, err := s.st.GetCampaign(ctx, tenantID, id)
 	if err != nil {
 		return nil, err
 	}
-	if c.Counts, err = s.st.CampaignCounts(ctx, tenantID, id, 0); err != nil {
-		return nil, err
+	return c, s.Count(ctx, c)
+}
+
+// Count fills c.Counts with its devices per status. Devices not yet in a
+// wave are counted from the total (no scan of the rows still waiting,
+// however large the campaign): pending while it is open, cancelled once
+// it ended.
+func (s *Service) Count(ctx context.Context, c *model.Campaign) error {
+	counts, err := s.st.CampaignCounts(ctx, c.TenantID, c.ID, 0)
+	if err != nil {
+		return err
 	}
 	rest := c.Total
-	for _, n := range c.Counts {
+	for _, n := range counts {
 		rest -= n
 	}
 	if rest > 0 {
 		if c.State.Open() {
-			c.Counts[model.UpdatePending] += rest
+			counts[model.UpdatePending] += rest
 		} else {
-			c.Counts[model.UpdateCancelled] += rest
+			counts[model.UpdateCancelled] += rest
 		}
 	}
-	return c, nil
+	c.Counts = counts
+	return nil
 }
 
 // Kick makes the scheduler look at the campaigns now.
@@ -468,12 +475,4 @@ func (s *Service) Invalidate(ctx context.Context, actor, tenantID, artifactID, r
 		return nil, err
 	}
 	return out, nil
-}
-
-func emit(ctx context.Context, tx store.Tx, tenantID, subject, evType string, data map[string]any, now time.Time) error {
-	b, err := jsonMarshal(data)
-	if err != nil {
-		return err
-	}
-	return tx.Emit(ctx, &model.Event{ID: ids.New("evt"), TenantID: tenantID, Type: evType, Subject: subject, Time: now, Data: b})
 }

@@ -20,8 +20,6 @@ import (
 // Every node may run it: each step is conditional on the campaign's rev,
 // so a wave is started once however many nodes try.
 
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
 // SystemActor is who the scheduler acts as in the audit log.
 const SystemActor = "system:campaigns"
 

@@ -188,7 +188,7 @@ func (d *Dashboard) campaignsPage(w http.ResponseWriter, r *http.Request) {
 	data := campaignsData{CanNew: visitFrom(ctx).can(authz.DevicesLifecycle)}
 	for i := range items {
 		c := &items[i]
-		if err := d.countCampaign(ctx, c); err != nil {
+		if err := d.OTA.Count(ctx, c); err != nil {
 			d.internal(w, r, err)
 			return
 		}
@@ -201,43 +201,6 @@ func (d *Dashboard) campaignsPage(w http.ResponseWriter, r *http.Request) {
 		data.FirstURL = "/campaigns"
 	}
 	d.render(w, r, http.StatusOK, "campaigns", d.live(r, &view{Title: "Update campaigns", Nav: "campaigns", Data: data}))
-}
-
-// countCampaign fills c.Counts as the update service's GetCampaign does
-// (devices not yet in a wave count as pending).
-func (d *Dashboard) countCampaign(ctx context.Context, c *model.Campaign) error {
-	counts, err := d.Store.CampaignCounts(ctx, c.TenantID, c.ID, 0)
-	if err != nil {
-		return err
-	}
-	waiting, err := d.Store.CampaignWaiting(ctx, c.TenantID, c.ID)
-	if err != nil {
-		return err
-	}
-	if counts == nil {
-		counts = map[model.UpdateStatus]int64{}
-	}
-	counts[model.UpdatePending] += waiting
-	c.Counts = counts
-	countUnstarted(c)
-	return nil
-}
-
-// countUnstarted counts the devices of an ended campaign that never were
-// in a wave as cancelled: the counts cover the waves started and the
-// devices still waiting, and an ended campaign's waiting devices were
-// cancelled in place.
-func countUnstarted(c *model.Campaign) {
-	var sum int64
-	for _, n := range c.Counts {
-		sum += n
-	}
-	if c.Total > sum && !c.State.Open() {
-		if c.Counts == nil {
-			c.Counts = map[model.UpdateStatus]int64{}
-		}
-		c.Counts[model.UpdateCancelled] += c.Total - sum
-	}
 }
 
 // ---- one campaign ----
@@ -279,7 +242,6 @@ func (d *Dashboard) loadCampaign(r *http.Request) (data *campaignData, found boo
 	if err != nil {
 		return nil, true, err
 	}
-	countUnstarted(c)
 	data = &campaignData{C: c, Progress: campaignProgress("campaign-progress", c), Chart: statusChart(c),
 		Statuses: model.UpdateStatuses}
 	if a, err := d.Store.GetArtifact(ctx, tid, c.ArtifactID); err == nil {
