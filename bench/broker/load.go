@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/steward-iot/steward/bench/internal/summary"
 )
 
 // result is one figure of one broker.
@@ -397,6 +399,45 @@ func (r *report) print(w io.Writer, markdown bool) {
 	}
 	slices.Sort(notes)
 	fmt.Fprintln(w, strings.Join(notes, "\n"))
+	summary.Print(w, r.summary()...)
+}
+
+// summary is one row per scenario Steward ran, with Mosquitto's figure as
+// the peer and the ratio target where there is one.
+func (r *report) summary() []summary.Row {
+	var rows []summary.Row
+	mosquitto := map[string]result{}
+	for _, x := range r.Results {
+		if x.Broker == "mosquitto" {
+			mosquitto[x.Scenario] = x
+		}
+	}
+	for _, x := range r.Results {
+		if x.Broker != "steward" {
+			continue
+		}
+		row := summary.Row{Benchmark: "broker", Measurement: x.Scenario, Value: x.Value, Unit: x.Unit}
+		if x.Unit == "bytes" {
+			row.Value, row.Unit = x.Value/1024, "KiB"
+		}
+		if mo, ok := mosquitto[x.Scenario]; ok {
+			row.Peer, row.PeerValue = "Mosquitto", mo.Value
+			if x.Unit == "bytes" {
+				row.PeerValue = mo.Value / 1024
+			}
+			for prefix, tg := range targets {
+				if strings.HasPrefix(x.Scenario, prefix) {
+					op := ">="
+					if !tg.higherBetter {
+						op = "<="
+					}
+					row.Target = &summary.Target{Op: op, Bound: tg.ratio, Ratio: true}
+				}
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }
 
 func tail(s string, n int) string {

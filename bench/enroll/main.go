@@ -39,6 +39,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/steward-iot/steward/bench/internal/summary"
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/config"
 	"github.com/steward-iot/steward/internal/identity"
@@ -140,6 +141,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				100*float64(r.bareCPU)/float64(r.serverCPU), verdict(r))
 		}
 	}
+	var rows []summary.Row
+	for _, r := range results {
+		rows = append(rows, summary.Row{Benchmark: "enroll", Measurement: fmt.Sprintf("enrollment rate end to end, %s, %s", r.backend, r.mode),
+			Value: r.e2e, Unit: "enrollments/s", Peer: "bare loop", PeerValue: r.bare,
+			Target: &summary.Target{Op: ">=", Bound: 0.5, Ratio: true}})
+	}
+	summary.Print(out, rows...)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steward-iot/steward/bench/internal/summary"
 	"github.com/steward-iot/steward/internal/testutil/pgtest"
 )
 
@@ -48,6 +49,16 @@ func TestRun(t *testing.T) {
 	for _, want := range []string{"sqlite", "| backend |", "end-to-end round 1"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// One summary row per backend: end to end against the bare loop.
+	rows, errs := summary.Collect(out.String())
+	if want := map[string]int{"sqlite": 1, "both": 2}[backend]; len(errs) > 0 || len(rows) != want {
+		t.Fatalf("summary rows %+v (want %d), errors %v", rows, want, errs)
+	}
+	for _, r := range rows {
+		if r.Peer != "bare loop" || r.Value <= 0 || r.PeerValue <= 0 || r.Target == nil || !r.Target.Ratio {
+			t.Errorf("summary row %+v", r)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward/bench/internal/fleet"
+	"github.com/steward-iot/steward/bench/internal/summary"
 )
 
 type config struct {
@@ -125,6 +126,7 @@ func run(ctx context.Context, c config, stdout, logw io.Writer) (*report, error)
 		fmt.Fprintln(stdout)
 		printMarkdown(stdout, rep)
 	}
+	summary.Print(stdout, summaryRows(rep)...)
 	return rep, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steward-iot/steward/bench/internal/summary"
 	"github.com/steward-iot/steward/internal/testutil/pgtest"
 )
 
@@ -45,6 +46,21 @@ func checkReport(t *testing.T, rep *report, out string, backends ...string) {
 		}
 		if !strings.Contains(out, "| "+br.Backend+" | "+workloads[0].name) {
 			t.Errorf("Markdown table lacks %s rows", br.Backend)
+		}
+	}
+	// Per backend: the worst store query and the worst rendered list.
+	rows, errs := summary.Collect(out)
+	if len(errs) > 0 || len(rows) != 2*len(backends) {
+		t.Fatalf("summary rows %+v, errors %v", rows, errs)
+	}
+	for i, row := range rows {
+		br := rep.Runs[i/2]
+		want := br.Target
+		if i%2 == 1 {
+			want = dashboardTarget
+		}
+		if !strings.Contains(row.Measurement, br.Backend) || row.Target == nil || row.Target.Bound != ms(want) || row.Value <= 0 {
+			t.Errorf("summary row %d: %+v", i, row)
 		}
 	}
 	for _, w := range []string{"p95 ms", "PASS", "rows/s", countName} {

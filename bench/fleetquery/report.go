@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward/bench/internal/fleet"
+	"github.com/steward-iot/steward/bench/internal/summary"
 )
 
 func hostInfo() string {
@@ -179,4 +180,36 @@ func printMarkdown(w io.Writer, rep *report) {
 	if anyTruncated(rep) {
 		fmt.Fprintf(w, "\n\\* stopped at the -max-time limit (%v) before %d repetitions.\n", rep.Config.MaxTime, rep.Config.Reps)
 	}
+}
+
+// summaryRows holds, per backend, the worst p95 of the store queries and
+// of the rendered device lists against their targets.
+func summaryRows(rep *report) []summary.Row {
+	var rows []summary.Row
+	for _, br := range rep.Runs {
+		for _, group := range []struct {
+			name     string
+			rendered bool
+		}{{"store queries", false}, {"rendered device lists", true}} {
+			var worst *result
+			n := 0
+			for _, r := range br.Results {
+				if len(r.Samples) == 0 || (r.Target > 0) != group.rendered {
+					continue
+				}
+				n++
+				if worst == nil || r.pct(0.95) > worst.pct(0.95) {
+					worst = r
+				}
+			}
+			if worst == nil {
+				continue
+			}
+			rows = append(rows, summary.Row{Benchmark: "fleetquery",
+				Measurement: fmt.Sprintf("%s, worst p95 of %d, %s, %d devices: %s", group.name, n, br.Backend, rep.Config.N, worst.Name),
+				Value:       ms(worst.pct(0.95)), Unit: "ms",
+				Target: &summary.Target{Op: "<", Bound: ms(worst.target(br))}})
+		}
+	}
+	return rows
 }

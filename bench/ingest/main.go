@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/steward-iot/steward/bench/internal/summary"
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/broker"
 	"github.com/steward-iot/steward/internal/config"
@@ -98,6 +99,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			fmt.Fprintf(out, "| %s | %d | %.0f | %.0f | %.0f |\n", r.backend, r.devices, r.offered, r.msgs, r.points)
 		}
 	}
+	// No peer and no target: the row shows the figure next to the others.
+	var rows []summary.Row
+	for _, r := range results {
+		rows = append(rows, summary.Row{Benchmark: "ingest", Unit: "points/s", Value: r.points,
+			Measurement: fmt.Sprintf("telemetry points acknowledged, %s, %d devices offering %.0f msg/s", r.backend, r.devices, r.offered)})
+	}
+	summary.Print(out, rows...)
 	return nil
 }
 

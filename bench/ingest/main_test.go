@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/steward-iot/steward/bench/internal/summary"
 )
 
 // TestIngestRuns runs the whole program with a small fleet on SQLite. It
@@ -21,5 +23,9 @@ func TestIngestRuns(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "| sqlite | 20 |") || !strings.Contains(out.String(), "points/s") {
 		t.Fatalf("output:\n%s", out.String())
+	}
+	rows, errs := summary.Collect(out.String())
+	if len(errs) > 0 || len(rows) != 1 || rows[0].Unit != "points/s" || !strings.Contains(rows[0].Measurement, "sqlite") {
+		t.Fatalf("summary rows %+v, errors %v", rows, errs)
 	}
 }

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward/bench/internal/fleet"
+	"github.com/steward-iot/steward/bench/internal/summary"
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/config"
 	"github.com/steward-iot/steward/internal/model"
@@ -260,7 +261,13 @@ func (r *result) print(w io.Writer, o options) {
 		fmt.Fprintf(w, "\n| image | transport | platform | bare ServeContent | ratio | target ≥ 0.9 |\n| --- | --- | --- | --- | --- | --- |\n")
 		fmt.Fprintf(w, "| %d MiB | %s loopback | %.0f MiB/s | %.0f MiB/s | %.2f | %s |\n", r.size>>20, r.scheme, r.platform, r.bare, ratio, verdict)
 	}
+	summary.Print(w, summary.Row{Benchmark: "ota", Measurement: fmt.Sprintf("artifact download, %d MiB image, %s loopback", r.size>>20, r.scheme),
+		Value: r.platform, Unit: "MiB/s", Peer: "plain ServeContent", PeerValue: r.bare, Target: downloadTarget})
 }
+
+// downloadTarget: the platform's download route delivers at least 90% of
+// what its peer does.
+var downloadTarget = &summary.Target{Op: ">=", Bound: 0.9, Ratio: true}
 
 // selfSigned is an ECDSA P-256 certificate for 127.0.0.1, like the
 // platform's own self-signed one.

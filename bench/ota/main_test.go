@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/steward-iot/steward/bench/internal/summary"
 	"github.com/steward-iot/steward/internal/testutil/pgtest"
 )
 
@@ -19,6 +21,11 @@ func TestRun(t *testing.T) {
 	res.print(&out, o)
 	if !strings.Contains(out.String(), "| 2 MiB |") {
 		t.Fatalf("output:\n%s", out.String())
+	}
+	rows, errs := summary.Collect(out.String())
+	if len(errs) > 0 || len(rows) != 1 || rows[0].Measurement != "artifact download, 2 MiB image, https loopback" ||
+		rows[0].Peer == "" || rows[0].PeerValue <= 0 || rows[0].Target == nil {
+		t.Fatalf("summary rows %+v, errors %v", rows, errs)
 	}
 }
 
@@ -63,6 +70,19 @@ func testCampaigns(t *testing.T, backend string) {
 	for _, w := range []string{"| " + backend + " | CreateCampaign: every device (all states) | 2000 |", "first wave (StepCampaigns, wave_size 100) | 100 | 2 |"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+	// One summary row per query (the first wave has no target), the
+	// slowest round against the target.
+	rows, errs := summary.Collect(out.String())
+	if len(errs) > 0 || len(rows) != len(campaignQueries) {
+		t.Fatalf("summary rows %+v, errors %v", rows, errs)
+	}
+	for i, row := range rows {
+		c := r.Results[i]
+		if !strings.Contains(row.Measurement, c.Name) || !strings.Contains(row.Measurement, backend) ||
+			row.Value != slices.Max(c.Samples).Seconds() || row.Target == nil || row.Target.Bound != campaignTarget.Seconds() {
+			t.Errorf("summary row %d: %+v", i, row)
 		}
 	}
 }

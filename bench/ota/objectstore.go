@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/steward-iot/steward/bench/internal/summary"
 	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/config"
 	"github.com/steward-iot/steward/internal/model"
@@ -208,4 +209,7 @@ func (r *objectResult) print(w io.Writer, o options) {
 		fmt.Fprintf(w, "| %d MiB | S3 (SeaweedFS), platform over %s | %.0f MiB/s | %.0f MiB/s | %.2f | %s |\n",
 			r.size>>20, r.scheme, r.platform, r.direct, ratio, verdict)
 	}
+	summary.Print(w, summary.Row{Benchmark: "ota",
+		Measurement: fmt.Sprintf("artifact download from S3 (SeaweedFS), %d MiB image, platform over %s", r.size>>20, r.scheme),
+		Value:       r.platform, Unit: "MiB/s", Peer: "direct S3 GET", PeerValue: r.direct, Target: downloadTarget})
 }

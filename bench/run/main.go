@@ -3,7 +3,10 @@
 // programs start the peers they compare against themselves, e.g.
 // Mosquitto on an ephemeral port, and use loopback only), prints their
 // result tables together with the machine they ran on, and rewrites the
-// "latest run" section of bench/README.md between its markers.
+// "latest run" section of bench/README.md between its markers. On top of
+// the report, one table gathers every program's summary lines
+// (bench/internal/summary): each figure with its peer's, the ratio, the
+// target and PASS/MISS.
 //
 //	go run ./bench/run                 # quick: small fleets, a few minutes
 //	go run ./bench/run -full           # the published sizes (1M devices …)
@@ -26,6 +29,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/steward-iot/steward/bench/internal/summary"
+	"github.com/steward-iot/steward/internal/testutil/s3test"
 )
 
 // Markers delimit the section of bench/README.md this program owns.
@@ -34,25 +40,54 @@ const (
 	endMarker   = "<!-- bench/run:end -->"
 )
 
-// bench is one benchmark program and its arguments.
+// bench is one run of a benchmark program and its arguments.
 type bench struct {
 	name        string
+	prog        string // the program in bench/, when not name
 	quick, full []string
+	// needs, when set, says why the run cannot happen on this machine
+	// (nil when it can): the run is then skipped, not failed.
+	needs func() error
+}
+
+func (b bench) program() string {
+	if b.prog != "" {
+		return b.prog
+	}
+	return b.name
 }
 
 var benches = []bench{
-	{"fleetquery",
-		[]string{"-n", "20000", "-n2", "2000", "-r", "30", "-backend", "both", "-markdown", "-max-time", "20s"},
-		[]string{"-n", "1000000", "-backend", "both", "-markdown"}},
-	{"enroll",
-		[]string{"-n", "300", "-rounds", "1", "-backend", "both", "-markdown"},
-		[]string{"-n", "2000", "-rounds", "3", "-backend", "both", "-markdown"}},
-	{"ingest",
-		[]string{"-backend", "both", "-devices", "500", "-interval", "20ms", "-warmup", "3s", "-time", "10s", "-markdown"},
-		[]string{"-backend", "both", "-devices", "2000", "-interval", "20ms", "-warmup", "5s", "-time", "30s", "-markdown"}},
-	{"broker",
-		[]string{"-publishers", "20", "-messages", "300", "-conns", "2000", "-connrate-time", "2s", "-markdown"},
-		[]string{"-markdown"}},
+	{name: "fleetquery",
+		quick: []string{"-n", "20000", "-n2", "2000", "-r", "30", "-backend", "both", "-markdown", "-max-time", "20s"},
+		full:  []string{"-n", "1000000", "-backend", "both", "-markdown"}},
+	{name: "enroll",
+		quick: []string{"-n", "300", "-rounds", "1", "-backend", "both", "-markdown"},
+		full:  []string{"-n", "2000", "-rounds", "3", "-backend", "both", "-markdown"}},
+	{name: "ingest",
+		quick: []string{"-backend", "both", "-devices", "500", "-interval", "20ms", "-warmup", "3s", "-time", "10s", "-markdown"},
+		full:  []string{"-backend", "both", "-devices", "2000", "-interval", "20ms", "-warmup", "5s", "-time", "30s", "-markdown"}},
+	{name: "broker",
+		quick: []string{"-publishers", "20", "-messages", "300", "-conns", "2000", "-connrate-time", "2s", "-markdown"},
+		full:  []string{"-markdown"}},
+	// Downloads over HTTPS against a plain ServeContent, and campaign
+	// creation (a 20,000-device fleet takes seconds; the published figure
+	// is over 1,000,000).
+	{name: "ota",
+		quick: []string{"-size", "64", "-r", "3", "-campaign-devices", "20000", "-backend", "both", "-markdown"},
+		full:  []string{"-size", "256", "-r", "5", "-campaign-devices", "1000000", "-backend", "both", "-markdown"}},
+	// Downloads from an S3 bucket against a direct S3 GET, in a run of
+	// their own: the published comparison has the platform on plain HTTP,
+	// as SeaweedFS is, which -tls=false sets for the whole program.
+	{name: "ota-s3", prog: "ota",
+		quick: []string{"-size", "64", "-r", "3", "-s3", "-tls=false", "-markdown"},
+		full:  []string{"-size", "256", "-r", "7", "-s3", "-tls=false", "-markdown"},
+		needs: func() error {
+			if s3test.Binary() == "" {
+				return errors.New("SeaweedFS (weed) is not installed: run ./scripts/setup.sh")
+			}
+			return nil
+		}},
 }
 
 type result struct {
@@ -60,16 +95,25 @@ type result struct {
 	args     []string
 	took     time.Duration
 	err      error
+	skipped  string // why it did not run
 	tables   string // the Markdown tables the program printed
 	lastLine string
+	rows     []summary.Row // its summary lines
+	rowErrs  []error       // summary lines that could not be read
 }
 
 func main() {
 	full := flag.Bool("full", false, "run the published sizes (1M-device fleet, 10k+ connections); takes much longer")
 	only := flag.String("only", "", "comma separated benchmarks to run (default: all): "+names())
-	limit := flag.Duration("timeout", 10*time.Minute, "time limit per benchmark (the program is killed after it)")
+	limit := flag.Duration("timeout", 0, "time limit per benchmark (the program is killed after it); 0 = 10m, or 2h with -full")
 	readme := flag.String("readme", "bench/README.md", `README to rewrite between the markers ("" = do not write)`)
 	flag.Parse()
+	if *limit <= 0 {
+		*limit = 10 * time.Minute
+		if *full {
+			*limit = 2 * time.Hour
+		}
+	}
 	if err := run(*full, *only, *limit, *readme, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/run:", err)
 		os.Exit(1)
@@ -82,6 +126,16 @@ func names() string {
 		n = append(n, b.name)
 	}
 	return strings.Join(n, ", ")
+}
+
+// known reports whether the list runs the program in bench/<prog>.
+func known(prog string) bool {
+	for _, b := range benches {
+		if b.program() == prog {
+			return true
+		}
+	}
+	return false
 }
 
 func run(full bool, only string, limit time.Duration, readme string, out io.Writer) error {
@@ -113,7 +167,7 @@ func run(full bool, only string, limit time.Duration, readme string, out io.Writ
 			if _, err := os.Stat(filepath.Join(root, "bench", e.Name(), "main.go")); err != nil || e.Name() == "run" {
 				continue
 			}
-			if !strings.Contains(", "+names()+",", ", "+e.Name()+",") {
+			if !known(e.Name()) {
 				fmt.Fprintf(out, "== %s: not run (add it to bench/run with bounded arguments)\n", e.Name())
 			}
 		}
@@ -127,9 +181,16 @@ func run(full bool, only string, limit time.Duration, readme string, out io.Writ
 		if full {
 			args = b.full
 		}
+		if b.needs != nil {
+			if err := b.needs(); err != nil {
+				fmt.Fprintf(out, "== %s: skipped: %v\n", b.name, err)
+				results = append(results, result{name: b.name, args: args, skipped: err.Error()})
+				continue
+			}
+		}
 		fmt.Fprintf(out, "== %s: building\n", b.name)
-		exe := filepath.Join(bin, b.name)
-		build := exec.Command("go", "build", "-o", exe, "./bench/"+b.name)
+		exe := filepath.Join(bin, b.program())
+		build := exec.Command("go", "build", "-o", exe, "./bench/"+b.program())
 		build.Dir, build.Stdout, build.Stderr = root, out, out
 		if err := build.Run(); err != nil {
 			results = append(results, result{name: b.name, args: args, err: fmt.Errorf("build: %w", err)})
@@ -182,6 +243,7 @@ func runOne(name, exe string, args []string, dir string, limit time.Duration, ou
 	}
 	r.err = err
 	r.tables, r.lastLine = tables(buf.String())
+	r.rows, r.rowErrs = summary.Collect(buf.String())
 	return r
 }
 
@@ -195,6 +257,9 @@ func tables(s string) (string, string) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), " ")
+		if summary.IsLine(line) { // collected apart, not part of any table
+			continue
+		}
 		if strings.TrimSpace(line) != "" {
 			last = line
 		}
@@ -226,21 +291,53 @@ func render(results []result, full bool, at time.Time) string {
 		mode, cmd = "full", "go run ./bench/run -full"
 	}
 	fmt.Fprintf(&b, "Latest `%s` (%s sizes), %s, on %s.\n\n", cmd, mode, at.UTC().Format("2006-01-02 15:04 MST"), machine())
-	b.WriteString("| benchmark | arguments | time | result |\n| --- | --- | --- | --- |\n")
+	b.WriteString(summaryTable(results))
+	b.WriteString("\n| benchmark | arguments | time | result |\n| --- | --- | --- | --- |\n")
 	for _, r := range results {
 		status := "ok"
-		if r.err != nil {
-			status = "**failed**: " + strings.ReplaceAll(r.err.Error(), "|", "/")
+		switch {
+		case r.skipped != "":
+			status = "skipped: " + r.skipped
+		case r.err != nil:
+			status = "**failed**: " + r.err.Error()
 		}
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", r.name, strings.Join(r.args, " "), r.took, status)
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", r.name, strings.Join(r.args, " "), r.took, strings.ReplaceAll(status, "|", "/"))
 	}
 	for _, r := range results {
+		if r.skipped != "" {
+			continue
+		}
 		fmt.Fprintf(&b, "\n### %s\n\n", r.name)
 		if r.tables != "" {
 			b.WriteString(r.tables + "\n")
 		} else {
 			fmt.Fprintf(&b, "No table printed. Last line: `%s`\n", strings.ReplaceAll(r.lastLine, "`", "'"))
 		}
+	}
+	return b.String()
+}
+
+// summaryTable gathers the summary rows of every run, in run order, and
+// names the lines that could not be read.
+func summaryTable(results []result) string {
+	var rows []summary.Row
+	var bad []string
+	for _, r := range results {
+		rows = append(rows, r.rows...)
+		for _, err := range r.rowErrs {
+			bad = append(bad, fmt.Sprintf("- %s: %s", r.name, strings.ReplaceAll(err.Error(), "`", "'")))
+		}
+	}
+	var b strings.Builder
+	b.WriteString("### Summary\n\n")
+	if len(rows) == 0 {
+		b.WriteString("No program printed a summary line.\n")
+	} else {
+		b.WriteString("Ratio: ours ÷ the peer's figure; result: the target met (PASS) or not (MISS).\n\n")
+		b.WriteString(summary.Table(rows))
+	}
+	if len(bad) > 0 {
+		b.WriteString("\nSummary lines that could not be read:\n\n" + strings.Join(bad, "\n") + "\n")
 	}
 	return b.String()
 }
