@@ -3,11 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,53 +20,15 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/steward-iot/steward/internal/client"
 	"github.com/steward-iot/steward/internal/est"
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/sim"
+	"github.com/steward-iot/steward/internal/testutil/natstest"
 	"github.com/steward-iot/steward/internal/testutil/pgtest"
 	"github.com/steward-iot/steward/internal/testutil/testserver"
 )
-
-// natsURL is the shared NATS server (with JetStream) the scale-out tests use.
-func natsURL() string {
-	if u := os.Getenv("STEWARD_TEST_NATS_URL"); u != "" {
-		return u
-	}
-	return "nats://127.0.0.1:4222"
-}
-
-// sharedNATS checks that the external NATS answers and returns a unique
-// bus prefix; its stream is deleted when the test ends. Without NATS the
-// test is skipped, except under CI=true.
-func sharedNATS(t *testing.T) (url, prefix string) {
-	t.Helper()
-	url = natsURL()
-	nc, err := nats.Connect(url, nats.Timeout(3*time.Second))
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("NATS at %s is required under CI=true: %v", url, err)
-		}
-		t.Skipf("NATS with JetStream not reachable at %s (set STEWARD_TEST_NATS_URL): %v", url, err)
-	}
-	b := make([]byte, 5)
-	rand.Read(b)
-	prefix = "t" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = js.DeleteStream(ctx, strings.ToUpper(prefix)+"_EVENTS")
-	})
-	return url, prefix
-}
 
 // node is one running `steward server` process.
 type node struct {
@@ -221,7 +181,7 @@ func startCluster(t *testing.T) *cluster {
 	if testing.Short() {
 		t.Skip("builds and runs two servers")
 	}
-	busURL, prefix := sharedNATS(t)
+	busURL, prefix := natstest.URL(), natstest.Prefix(t)
 	storeURL := pgtest.URL(t)
 	bin := buildBinary(t)
 	c := &cluster{storeURL: storeURL}

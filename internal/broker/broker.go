@@ -139,8 +139,11 @@ type Deps struct {
 	Clock     func() time.Time      // optional (tests)
 	AuthCheck time.Duration         // timeout of one credential check (5 s)
 	// OnPresence, when set, learns that a device came online on this node
-	// or left it (internal/cluster routes by device subject with it). It
-	// runs on the connection's goroutine and must not block.
+	// or left it (internal/cluster routes device-bound events by device
+	// subject with it; see HandleDeviceEvent). It runs on the connection's
+	// goroutine; when it returns for a device coming online, events routed
+	// to the device from then on reach this node: the broker then reads
+	// the device's state again, so a change routed just before is not lost.
 	OnPresence func(tenantID, deviceID string, online bool)
 	// OnConnectionEvent, when set, sees each connection event this node
 	// raises (device.connected, device.disconnected, device.auth_failed;
@@ -178,7 +181,6 @@ type Broker struct {
 	wg     sync.WaitGroup
 	jobs   chan job
 	notes  chan note
-	stopEv func()
 	closed atomic.Bool
 	acker  *acker
 	shards atomic.Uint32
@@ -313,11 +315,6 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 		opened = append(opened, l)
 	}
-	stop, err := b.d.Bus.SubscribeEvents(b.ctx, "", 0, b.onEvent)
-	if err != nil {
-		return fail(fmt.Errorf("mqtt: subscribing to platform events: %w", err))
-	}
-	b.stopEv = stop
 	for range 4 {
 		b.wg.Add(1)
 		go b.worker()
@@ -351,9 +348,6 @@ func (b *Broker) Addr(listener string) net.Addr { return b.addr[listener] }
 func (b *Broker) Close(ctx context.Context) error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
-	}
-	if b.stopEv != nil {
-		b.stopEv()
 	}
 	err := b.srv.Close()
 	if b.app != nil {

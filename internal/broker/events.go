@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/steward-iot/steward/internal/ids"
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/ota"
+	"github.com/steward-iot/steward/internal/store"
 	"github.com/steward-iot/steward/internal/twin"
 )
 
@@ -99,34 +101,37 @@ func (b *Broker) deliverNote(n note) {
 
 // ---- platform events the broker enforces or acts on ----
 
-func (b *Broker) onEvent(ev model.Event) {
-	switch ev.Type {
-	case "device.state_changed", "certificate.revoked", twin.EventDesiredChanged, commands.EventCreated, ota.EventAssigned, ota.EventWithdrawn,
-		eventMitigated:
-	default:
-		return
-	}
+// DeviceEvents are the event types that concern a connected device and
+// that HandleDeviceEvent acts on: internal/cluster routes each of them to
+// the node that holds the device's connection. Cutting a session off
+// (revocation, suspension, deletion) is not among them: every node's
+// authenticator hears of those and calls CutOff.
+var DeviceEvents = []string{"device.state_changed", twin.EventDesiredChanged, commands.EventCreated,
+	ota.EventAssigned, ota.EventWithdrawn, eventMitigated}
+
+// HandleDeviceEvent acts on an event about a device connected here (one of
+// DeviceEvents): the new desired twin is pushed, new commands and update
+// assignments are delivered, rights follow a quarantine, an automatic
+// mitigation's disconnect is carried out. It reports whether the device
+// is connected to this node; it does not block (the work is queued, and
+// every push reads the current record, so a repeated or reordered event
+// does no harm).
+func (b *Broker) HandleDeviceEvent(ev model.Event) bool {
 	var d struct {
-		DeviceID string      `json:"device_id"`
-		To       model.State `json:"to"`
-		Serial   string      `json:"serial"`
-		Action   string      `json:"action"` // device.mitigated
-		Result   string      `json:"result"`
+		DeviceID string `json:"device_id"`
+		Action   string `json:"action"` // device.mitigated
+		Result   string `json:"result"`
 	}
 	if err := json.Unmarshal(ev.Data, &d); err != nil || d.DeviceID == "" {
-		return
+		return false
 	}
 	s := b.reg.device(d.DeviceID)
 	if s == nil || s.tenantID != ev.TenantID {
-		return
+		return false
 	}
 	switch ev.Type {
 	case "device.state_changed":
-		b.applyState(s, d.To, ev.Time)
-	case "certificate.revoked":
-		if s.method == identity.MethodCertificate && (d.Serial == "" || sameSerial(d.Serial, s.certSerial)) {
-			b.kick(s, codeNotAuthorized, "certificate revoked", ev.Time)
-		}
+		b.schedule(job{kind: jobState, s: s})
 	case twin.EventDesiredChanged:
 		b.schedule(job{kind: jobTwin, s: s})
 	case commands.EventCreated:
@@ -140,6 +145,23 @@ func (b *Broker) onEvent(ev model.Event) {
 			go b.kick(s, codeAdmin, "disconnected by an automatic mitigation", ev.Time)
 		}
 	}
+	return true
+}
+
+// checkState reads the device's lifecycle state and applies it to the
+// session: after a state change, and once the device's events are routed
+// here after it connected.
+func (b *Broker) checkState(ctx context.Context, s *session) {
+	dev, err := b.d.Store.GetDevice(ctx, s.tenantID, s.deviceID)
+	if errors.Is(err, store.ErrNotFound) {
+		b.kick(s, codeNotAuthorized, "device deleted", b.now())
+		return
+	}
+	if err != nil {
+		b.log.Warn("mqtt: reading a device's state", "device", s.deviceID, "err", err)
+		return
+	}
+	b.applyState(s, dev.State, b.now())
 }
 
 // eventMitigated is alarm.EventMitigated (the broker does not import the
@@ -202,6 +224,7 @@ const (
 	jobCommands
 	jobReconnect
 	jobOTA
+	jobState
 )
 
 type job struct {
@@ -217,34 +240,54 @@ func (b *Broker) schedule(j job) {
 	}
 }
 
+// scheduleAlways queues j, or runs it on a goroutine of its own when the
+// queue is full: for work that no later connection would make up for.
+func (b *Broker) scheduleAlways(j job) {
+	select {
+	case b.jobs <- j:
+	default:
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.run(j)
+		}()
+	}
+}
+
 func (b *Broker) worker() {
 	defer b.wg.Done()
 	for {
 		select {
 		case j := <-b.jobs:
-			if j.s.cl.Closed() {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-			switch j.kind {
-			case jobTwin:
-				b.pushTwin(ctx, j.s)
-			case jobCommands:
-				b.deliverCommands(ctx, j.s)
-			case jobOTA:
-				b.pushAssignment(ctx, j.s)
-			case jobReconnect:
-				b.pushAssignment(ctx, j.s)
-				if b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDesired)) ||
-					b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDelta)) {
-					b.pushTwin(ctx, j.s)
-				}
-				b.deliverCommands(ctx, j.s)
-			}
-			cancel()
+			b.run(j)
 		case <-b.ctx.Done():
 			return
 		}
+	}
+}
+
+func (b *Broker) run(j job) {
+	if j.s.cl.Closed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	switch j.kind {
+	case jobTwin:
+		b.pushTwin(ctx, j.s)
+	case jobCommands:
+		b.deliverCommands(ctx, j.s)
+	case jobOTA:
+		b.pushAssignment(ctx, j.s)
+	case jobState:
+		b.checkState(ctx, j.s)
+	case jobReconnect:
+		b.pushAssignment(ctx, j.s)
+		if b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDesired)) ||
+			b.subscribedTo(j.s, DeviceTopic(j.s.deviceID, topicTwinDelta)) {
+			b.pushTwin(ctx, j.s)
+		}
+		b.deliverCommands(ctx, j.s)
 	}
 }
 

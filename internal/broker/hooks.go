@@ -249,6 +249,9 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if b.d.OnPresence != nil {
 		b.d.OnPresence(s.tenantID, s.deviceID, true)
 	}
+	// A state change routed while the device was between its credential
+	// check and here found no session: read the state once more.
+	b.scheduleAlways(job{kind: jobState, s: s})
 	b.m.online.Set(float64(b.Online()))
 	b.log.Debug("mqtt device connected", "device", s.deviceID, "listener", s.listener, "remote", cl.Net.Remote)
 	b.note(note{kind: noteConnected, tenantID: s.tenantID, deviceID: s.deviceID, at: s.connectedAt, data: map[string]any{

@@ -198,6 +198,101 @@ func runSuite(t *testing.T, dep func(*testing.T) deployment) {
 		d := dep(t)
 		testConsumeShared(t, d(t), d(t))
 	})
+	t.Run("ByType", func(t *testing.T) {
+		d := dep(t)
+		testByType(t, d(t), d(t))
+	})
+}
+
+// testByType: SubscribeEventTypes hears the named types of every tenant
+// on each node; ConsumeEventTypes hands each such event published after
+// it started to one node; neither sees other types.
+func testByType(t *testing.T, node1, node2 *Bus) {
+	ctx := context.Background()
+	types := []string{"command.created", "device.state_changed"}
+	old := newEvent("tenant-a", "command.created")
+	publish(t, node1, old) // before the durables exist: not consumed
+
+	var heard [2]chan model.Event
+	for i, b := range []*Bus{node1, node2} {
+		ch := make(chan model.Event, 100)
+		heard[i] = ch
+		stop, err := b.SubscribeEventTypes(ctx, types, func(ev model.Event) { ch <- ev })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	var mu sync.Mutex
+	consumed := map[string]int{}
+	got := make(chan string, 100)
+	for _, b := range []*Bus{node1, node2} {
+		stop, err := b.ConsumeEventTypes(ctx, "by-type", types, func(_ context.Context, ev model.Event) error {
+			mu.Lock()
+			consumed[ev.ID]++
+			mu.Unlock()
+			got <- ev.ID
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	want := []*model.Event{newEvent("tenant-a", "command.created"), newEvent("tenant-b", "device.state_changed"),
+		newEvent("", "command.created")}
+	other := []*model.Event{newEvent("tenant-a", "device.connected"), newEvent("tenant-a", "command.created.x"),
+		newEvent("tenant-a", "device")}
+	publish(t, node2, other[0], want[0], other[1], want[1], other[2], want[2])
+
+	for i := range heard {
+		ids := map[string]bool{}
+		for range want {
+			select {
+			case ev := <-heard[i]:
+				ids[ev.ID] = true
+			case <-time.After(waitTimeout):
+				t.Fatalf("node %d heard %d of %d events", i+1, len(ids), len(want))
+			}
+		}
+		for _, w := range want {
+			if !ids[w.ID] {
+				t.Errorf("node %d did not hear %s %s", i+1, w.TenantID, w.Type)
+			}
+		}
+		expectNone(t, heard[i])
+	}
+	for range want {
+		select {
+		case <-got:
+		case <-time.After(waitTimeout):
+			t.Fatal("timeout waiting for the consumed events")
+		}
+	}
+	select {
+	case id := <-got:
+		t.Fatalf("event %s consumed beyond the expected ones", id)
+	case <-time.After(200 * time.Millisecond):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, w := range want {
+		if consumed[w.ID] != 1 {
+			t.Errorf("%s %s consumed %d times, want once", w.TenantID, w.Type, consumed[w.ID])
+		}
+	}
+	if consumed[old.ID] != 0 {
+		t.Errorf("an event published before the durables existed was consumed")
+	}
+
+	for _, bad := range [][]string{nil, {"a.>"}, {"ok", ""}} {
+		if _, err := node1.SubscribeEventTypes(ctx, bad, func(model.Event) {}); err == nil {
+			t.Errorf("SubscribeEventTypes(%q): no error", bad)
+		}
+		if _, err := node1.ConsumeEventTypes(ctx, "by-type-bad", bad, func(context.Context, model.Event) error { return nil }); err == nil {
+			t.Errorf("ConsumeEventTypes(%q): no error", bad)
+		}
+	}
 }
 
 func testValidation(t *testing.T, b *Bus) {

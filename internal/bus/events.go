@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -121,6 +122,55 @@ func (b *Bus) SubscribeEvents(ctx context.Context, tenantID string, afterSeq uin
 	if tenantID != "" {
 		filter = b.Subject("events", tenantID, ">")
 	}
+	return b.subscribe(ctx, filter, afterSeq, fn)
+}
+
+// SubscribeEventTypes delivers the live events of the given types, of
+// every tenant, until ctx is done, stop is called or the bus is closed.
+// Each node that needs to hear of a change (a cache to invalidate) uses
+// it instead of reading the whole stream. A NATS server before 2.10 takes
+// one filter per consumer, so there is one ordered consumer per type:
+// events of one type arrive in order, events of different types may not.
+// fn is called from one goroutine at a time and must not call stop.
+func (b *Bus) SubscribeEventTypes(ctx context.Context, types []string, fn func(model.Event)) (stop func(), err error) {
+	if fn == nil {
+		return nil, errors.New("bus: nil event handler")
+	}
+	if len(types) == 0 {
+		return nil, errors.New("bus: no event types to subscribe to")
+	}
+	var mu sync.Mutex
+	one := func(ev model.Event) { mu.Lock(); defer mu.Unlock(); fn(ev) }
+	stops := make([]func(), 0, len(types))
+	stopAll := func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	for _, typ := range types {
+		filter, err := b.typeFilter(typ)
+		if err == nil {
+			var s func()
+			if s, err = b.subscribe(ctx, filter, 0, one); err == nil {
+				stops = append(stops, s)
+				continue
+			}
+		}
+		stopAll()
+		return nil, err
+	}
+	return stopAll, nil
+}
+
+// typeFilter is the subject filter for one event type of every tenant.
+func (b *Bus) typeFilter(typ string) (string, error) {
+	if _, err := b.eventSubject("", typ); err != nil { // validates typ
+		return "", err
+	}
+	return b.Subject("events", "*", typ), nil
+}
+
+func (b *Bus) subscribe(ctx context.Context, filter string, afterSeq uint64, fn func(model.Event)) (stop func(), err error) {
 	s, err := b.js.Stream(ctx, b.stream)
 	if err != nil {
 		return nil, fmt.Errorf("bus: stream info: %w", err)
@@ -216,14 +266,64 @@ func (b *Bus) ConsumeEvents(ctx context.Context, durable string, fn func(context
 	if !tokenRe.MatchString(durable) {
 		return nil, fmt.Errorf("bus: invalid durable name %q: must be [A-Za-z0-9_-]", durable)
 	}
-	cfg := jetstream.ConsumerConfig{
+	return b.consume(ctx, jetstream.ConsumerConfig{
 		Durable:       durable,
 		FilterSubject: b.Subject("events", ">"),
 		DeliverPolicy: jetstream.DeliverAllPolicy, // events stored before the worker first ran are not lost
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    maxDeliver,
+	}, fn)
+}
+
+// ConsumeEventTypes is ConsumeEvents for the events of the given types
+// only, starting with the events published after the durables were first
+// created: it is for work that only matters while it is fresh (routing a
+// change to the node holding a device's connection, which otherwise
+// catches up when the device connects). There is one durable per type,
+// named durable + "-" + the type with dots as underscores, since a NATS
+// server before 2.10 takes one filter per consumer; fn may run
+// concurrently for events of different types.
+func (b *Bus) ConsumeEventTypes(ctx context.Context, durable string, types []string, fn func(context.Context, model.Event) error) (stop func(), err error) {
+	if fn == nil {
+		return nil, errors.New("bus: nil event handler")
 	}
+	if !tokenRe.MatchString(durable) {
+		return nil, fmt.Errorf("bus: invalid durable name %q: must be [A-Za-z0-9_-]", durable)
+	}
+	if len(types) == 0 {
+		return nil, errors.New("bus: no event types to consume")
+	}
+	stops := make([]func(), 0, len(types))
+	stopAll := func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	for _, typ := range types {
+		filter, err := b.typeFilter(typ)
+		if err == nil {
+			var s func()
+			s, err = b.consume(ctx, jetstream.ConsumerConfig{
+				Durable:       durable + "-" + strings.ReplaceAll(typ, ".", "_"),
+				FilterSubject: filter,
+				DeliverPolicy: jetstream.DeliverNewPolicy,
+			}, fn)
+			if err == nil {
+				stops = append(stops, s)
+				continue
+			}
+		}
+		stopAll()
+		return nil, err
+	}
+	return stopAll, nil
+}
+
+// consume runs the durable pull consumer cfg (acks explicit) until ctx
+// is done, the returned stop is called or the bus is closed.
+func (b *Bus) consume(ctx context.Context, cfg jetstream.ConsumerConfig, fn func(context.Context, model.Event) error) (stop func(), err error) {
+	durable := cfg.Durable
+	cfg.AckPolicy = jetstream.AckExplicitPolicy
+	cfg.AckWait = ackWait
+	cfg.MaxDeliver = maxDeliver
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.stream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("bus: create consumer %s: %w", durable, err)

@@ -6,46 +6,19 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/steward-iot/steward/internal/config"
 	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/platform"
+	"github.com/steward-iot/steward/internal/testutil/natstest"
 	"github.com/steward-iot/steward/internal/testutil/pgtest"
 	"github.com/steward-iot/steward/internal/testutil/testserver"
 )
-
-func natsURL() string {
-	if u := os.Getenv("STEWARD_TEST_NATS_URL"); u != "" {
-		return u
-	}
-	return "nats://127.0.0.1:4222"
-}
-
-func requireNATS(t *testing.T) {
-	t.Helper()
-	u, err := url.Parse(natsURL())
-	if err == nil {
-		var c net.Conn
-		if c, err = net.DialTimeout("tcp", u.Host, time.Second); err == nil {
-			c.Close()
-			return
-		}
-	}
-	msg := fmt.Sprintf("external NATS at %s not reachable (%v)", natsURL(), err)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 func copyDir(t *testing.T, from, to string) {
 	t.Helper()
@@ -74,7 +47,7 @@ func copyDir(t *testing.T, from, to string) {
 // a suspension made through one node cuts the device off on the other.
 func TestTwoNodes(t *testing.T) {
 	t.Parallel()
-	requireNATS(t)
+	natstest.Require(t)
 	db := pgtest.URL(t)
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -83,7 +56,7 @@ func TestTwoNodes(t *testing.T) {
 	node := func() *testserver.Server {
 		return testserver.Start(t, testserver.Options{Configure: func(c *config.Config) {
 			c.Store.URL = db
-			c.Bus.URL = natsURL()
+			c.Bus.URL = natstest.URL()
 			c.Bus.Prefix = prefix
 			if pkiDir != "" {
 				copyDir(t, pkiDir, filepath.Join(c.DataDir, platform.PKIDir))

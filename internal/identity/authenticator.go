@@ -48,8 +48,14 @@ type CutOff struct {
 
 // EventSource is the bus as the authenticator needs it (*bus.Bus).
 type EventSource interface {
-	SubscribeEvents(ctx context.Context, tenantID string, afterSeq uint64, fn func(model.Event)) (stop func(), err error)
+	SubscribeEventTypes(ctx context.Context, types []string, fn func(model.Event)) (stop func(), err error)
 }
+
+// watchedEvents are the events that change what the authenticator
+// answers. Every node hears all of them (each node has its own cache and
+// its own sessions to cut off), and only them.
+var watchedEvents = []string{EventCertificateRevoked, EventDeviceStateChanged, "device.deleted", EventDeviceClaimed,
+	EventDeviceTransferred, EventDeviceTokenCreated, EventDeviceTokenRevoked}
 
 // cacheTTL bounds how long a cached answer is trusted without an event
 // confirming it: a safety net, since events keep the cache current.
@@ -131,7 +137,7 @@ func (a *DeviceAuthenticator) cutOff(c CutOff) {
 // Watch keeps the cache current from the bus until ctx ends or stop is
 // called. Call it before the first connection is accepted.
 func (a *DeviceAuthenticator) Watch(ctx context.Context, src EventSource) (stop func(), err error) {
-	return src.SubscribeEvents(ctx, "", 0, a.HandleEvent)
+	return src.SubscribeEventTypes(ctx, watchedEvents, a.HandleEvent)
 }
 
 // HandleEvent applies one domain event to the cache (Watch calls it).
@@ -142,10 +148,7 @@ func (a *DeviceAuthenticator) HandleEvent(ev model.Event) {
 		To       model.State            `json:"to"`
 		Reason   model.RevocationReason `json:"reason"`
 	}
-	switch ev.Type {
-	case EventCertificateRevoked, EventDeviceStateChanged, "device.deleted", EventDeviceClaimed, EventDeviceTransferred,
-		EventDeviceTokenCreated, EventDeviceTokenRevoked:
-	default:
+	if !slices.Contains(watchedEvents, ev.Type) {
 		return
 	}
 	if err := json.Unmarshal(ev.Data, &d); err != nil || d.DeviceID == "" {

@@ -35,8 +35,10 @@ type connectivityParts struct {
 
 	connCancel context.CancelFunc
 	connWG     sync.WaitGroup
-	// locator finds a device's connection on any node (external bus only).
-	locator *cluster.Locator
+	// router finds a device's connection on any node and carries
+	// device-bound events to the node holding it.
+	router    *cluster.Router
+	stopRoute func()
 }
 
 // openConnectivity builds the services (the API needs them).
@@ -51,8 +53,8 @@ func (s *Server) openConnectivity() {
 func (s *Server) connectivityDeps() httpapi.Connectivity {
 	return httpapi.Connectivity{Twin: s.Twin, Commands: s.Commands, Telemetry: s.Telemetry,
 		Connection: func(tenantID, deviceID string) broker.Connection {
-			if l := s.locator; l != nil {
-				return l.Connection(tenantID, deviceID)
+			if r := s.router; r != nil {
+				return r.Connection(tenantID, deviceID)
 			}
 			if b := s.Broker; b != nil {
 				return b.Connection(tenantID, deviceID)
@@ -100,32 +102,36 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 		Neighbours: s.Discovery,
 		OTA:        s.OTA}
 	s.brokerDetection(&deps)
-	var loc *cluster.Locator
-	if !s.Bus.Embedded() { // several nodes may share the bus: answer for our devices
-		loc = cluster.NewLocator(s.Bus, func(tenantID, deviceID string) broker.Connection {
-			if b := s.Broker; b != nil {
-				return b.Connection(tenantID, deviceID)
-			}
-			return broker.Connection{}
-		}, s.Log)
-		deps.OnPresence = loc.Presence
+	router, err := cluster.NewRouter(s.Bus, func() cluster.Local {
+		if b := s.Broker; b != nil {
+			return b
+		}
+		return nil
+	}, s.Log)
+	if err != nil {
+		return err
 	}
+	deps.OnPresence = router.Presence
 	b, err := broker.New(cfg, deps)
 	if err != nil {
-		if loc != nil {
-			loc.Close()
-		}
+		router.Close()
 		return err
 	}
 	if err := b.Start(ctx); err != nil {
-		if loc != nil {
-			loc.Close()
-		}
+		router.Close()
 		return fmt.Errorf("%w (is another server running? change mqtt.listen, or set it to off)", err)
 	}
 	s.Authenticator.OnCutOff(b.CutOff)
 	s.Broker = b
-	s.locator = loc
+	s.router = router
+	// Device-bound events go to the node holding the device, whichever
+	// node made the change; the durables are shared, so each event is
+	// routed once by one of the nodes.
+	stop, err := s.Bus.ConsumeEventTypes(ctx, "device-route", broker.DeviceEvents, router.Route)
+	if err != nil {
+		return fmt.Errorf("routing device events: %w", err)
+	}
+	s.stopRoute = stop
 	return nil
 }
 
@@ -144,11 +150,14 @@ func (s *Server) MQTTAddr(listener string) string {
 // the telemetry writer commit what is queued.
 func (s *Server) stopConnectivity(ctx context.Context) error {
 	var err error
+	if s.stopRoute != nil {
+		s.stopRoute()
+	}
 	if s.Broker != nil {
 		err = s.Broker.Close(ctx)
 	}
-	if s.locator != nil {
-		s.locator.Close()
+	if s.router != nil {
+		s.router.Close()
 	}
 	if s.connCancel != nil {
 		s.connCancel()
