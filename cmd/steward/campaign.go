@@ -186,6 +186,15 @@ func campaignActionCmd(verb string) *cobra.Command {
 	short := map[string]string{"pause": "Pause a campaign (devices already told go on)", "resume": "Resume a paused campaign",
 		"cancel": "Cancel a campaign: unfinished devices are cancelled and their assignments withdrawn"}[verb]
 	cmd := &cobra.Command{Use: verb + " CAMPAIGN", Short: short, Args: cobra.ExactArgs(1)}
+	if verb == "resume" {
+		cmd.Long = `Resume a paused campaign.
+
+When its failure threshold is crossed (the failure gate paused it, or would at once), resuming
+accepts what happened so far and re-arms the gates: the failures and devices told up to now no
+longer count against the threshold, and the wave in progress is taken as passed, so the next
+wave starts once the wave interval has passed. A campaign paused by hand while healthy resumes as it
+was: the wave in progress must still pass its success gate.`
+	}
 	f := addAPIFlags(cmd)
 	var reason string
 	if verb != "resume" {

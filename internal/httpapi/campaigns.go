@@ -152,9 +152,9 @@ func (a *API) routesCampaigns() {
 			}
 			return &campaignOut{Body: *c}, nil
 		})
-	act := func(opID, verb, summary string, fn func(ctx context.Context, actor, tenantID, id, reason string) (*model.Campaign, error)) {
+	act := func(opID, verb, summary, desc string, fn func(ctx context.Context, actor, tenantID, id, reason string) (*model.Campaign, error)) {
 		reg(a, huma.Operation{OperationID: opID, Method: http.MethodPost, Path: Prefix + "/campaigns/{campaignID}/" + verb, Tags: tag,
-			Summary: summary},
+			Summary: summary, Description: desc},
 			access{perm: authz.DevicesLifecycle, tenant: true},
 			func(ctx context.Context, in *campaignReasonIn) (*campaignOut, error) {
 				c, err := fn(ctx, authz.From(ctx).Actor(), tenantOf(ctx), in.CampaignID, in.Body.Reason)
@@ -164,11 +164,15 @@ func (a *API) routesCampaigns() {
 				return &campaignOut{Body: *c}, nil
 			})
 	}
-	act("pauseCampaign", "pause", "Pause a campaign (devices already told go on)", svc.PauseCampaign)
-	act("resumeCampaign", "resume", "Resume a paused campaign", func(ctx context.Context, actor, tenantID, id, _ string) (*model.Campaign, error) {
-		return svc.ResumeCampaign(ctx, actor, tenantID, id)
-	})
-	act("cancelCampaign", "cancel", "Cancel a campaign: unfinished devices are cancelled and their assignments withdrawn", svc.CancelCampaign)
+	act("pauseCampaign", "pause", "Pause a campaign (devices already told go on)", "", svc.PauseCampaign)
+	act("resumeCampaign", "resume", "Resume a paused campaign",
+		"When the failure threshold is crossed (the failure gate paused it, or would at once), resuming re-arms the gates: "+
+			"the failures and devices told so far become a baseline (gate_failed, gate_told) the failure gate subtracts, and the wave "+
+			"in progress (gate_wave) is taken as passed, so the next wave starts after wave_interval. A campaign paused by hand while "+
+			"healthy resumes as it was.", func(ctx context.Context, actor, tenantID, id, _ string) (*model.Campaign, error) {
+			return svc.ResumeCampaign(ctx, actor, tenantID, id)
+		})
+	act("cancelCampaign", "cancel", "Cancel a campaign: unfinished devices are cancelled and their assignments withdrawn", "", svc.CancelCampaign)
 	reg(a, huma.Operation{OperationID: "listCampaignDevices", Method: http.MethodGet, Path: Prefix + "/campaigns/{campaignID}/devices", Tags: tag,
 		Summary: "A campaign's devices with their update status, by device ID"},
 		access{perm: authz.DevicesRead, tenant: true},

@@ -189,12 +189,18 @@ type Campaign struct {
 	// Gates: the next wave starts when at least SuccessRatio of the wave in
 	// progress succeeded; the campaign aborts (or pauses, with
 	// PauseOnFailure) when more than MaxFailureRatio of the devices
-	// notified so far failed or rolled back.
+	// notified so far (since the gate baseline below) failed or rolled back.
 	SuccessRatio    float64            `json:"success_ratio" doc:"Share of a wave that must succeed before the next starts (0–1)."`
-	MaxFailureRatio float64            `json:"max_failure_ratio" doc:"Share of failures (so far) above which the campaign stops (0–1)."`
+	MaxFailureRatio float64            `json:"max_failure_ratio" doc:"Share of failures (so far, less the gate baseline) above which the campaign stops (0–1)."`
 	PauseOnFailure  bool               `json:"pause_on_failure,omitempty" doc:"Pause instead of aborting when the failure gate trips."`
 	Window          *MaintenanceWindow `json:"maintenance_window,omitempty"`
 	RequireConsent  bool               `json:"require_consent" doc:"The owner confirms before a device is told to install."`
+	// The failure gate's baseline: resuming a campaign the gate paused
+	// accepts what happened so far (the failures and devices told up to
+	// then no longer count, the wave in progress is taken as passed).
+	GateFailed int64 `json:"gate_failed" doc:"Failures accepted when the campaign was last resumed after its failure gate tripped; the gate counts only those since."`
+	GateTold   int64 `json:"gate_told" doc:"Devices told when the campaign was last resumed after its failure gate tripped; the gate counts only those since."`
+	GateWave   int   `json:"gate_wave" doc:"The last wave taken as passed on such a resume (0 = none): it needs no success_ratio."`
 
 	Wave          int                    `json:"wave" doc:"The wave in progress (0 = not started)."`
 	WaveStartedAt *time.Time             `json:"wave_started_at,omitempty"`

@@ -232,7 +232,7 @@ func (s *Service) Kick() {
 // PauseCampaign stops new waves and notifications; devices already told
 // go on.
 func (s *Service) PauseCampaign(ctx context.Context, actor, tenantID, id, reason string) (*model.Campaign, error) {
-	return s.changeCampaign(ctx, actor, tenantID, id, "ota.campaign_pause", EventCampaignPaused, func(tx store.Tx, c *model.Campaign) error {
+	return s.changeCampaign(ctx, actor, tenantID, id, "ota.campaign_pause", EventCampaignPaused, func(tx store.Tx, c *model.Campaign, _ map[string]any) error {
 		if c.State != model.CampaignRunning {
 			return fmt.Errorf("%w: it is %s (only a running campaign can be paused)", ErrCampaignState, c.State)
 		}
@@ -241,9 +241,14 @@ func (s *Service) PauseCampaign(ctx context.Context, actor, tenantID, id, reason
 	})
 }
 
-// ResumeCampaign runs a paused campaign again.
+// ResumeCampaign runs a paused campaign again. When its failure gate is
+// over the threshold (it tripped, or would at once) the operator accepts
+// what happened so far: the gates are re-armed, counting only failures
+// and devices told from now on, and the wave in progress is taken as
+// passed, so the next wave may start after the wave interval. A campaign
+// paused while healthy resumes as it was.
 func (s *Service) ResumeCampaign(ctx context.Context, actor, tenantID, id string) (*model.Campaign, error) {
-	c, err := s.changeCampaign(ctx, actor, tenantID, id, "ota.campaign_resume", EventCampaignResumed, func(tx store.Tx, c *model.Campaign) error {
+	c, err := s.changeCampaign(ctx, actor, tenantID, id, "ota.campaign_resume", EventCampaignResumed, func(tx store.Tx, c *model.Campaign, data map[string]any) error {
 		if c.State != model.CampaignPaused {
 			return fmt.Errorf("%w: it is %s (only a paused campaign can be resumed)", ErrCampaignState, c.State)
 		}
@@ -253,6 +258,15 @@ func (s *Service) ResumeCampaign(ctx context.Context, actor, tenantID, id string
 		}
 		if art.InvalidatedAt != nil {
 			return fmt.Errorf("%w (%s)", ErrInvalidated, art.InvalidatedReason)
+		}
+		counts, err := tx.CampaignCounts(ctx, tenantID, c.ID, 0)
+		if err != nil {
+			return err
+		}
+		if failures, n, over := failureGate(c, counts); over {
+			c.GateFailed, c.GateTold, c.GateWave = c.GateFailed+failures, c.GateTold+n, c.Wave
+			data["gates_rearmed"] = map[string]any{"gate_failed": c.GateFailed, "gate_told": c.GateTold, "gate_wave": c.GateWave,
+				"failed": failures, "told": n}
 		}
 		c.State, c.Reason = model.CampaignRunning, ""
 		return nil
@@ -266,7 +280,7 @@ func (s *Service) ResumeCampaign(ctx context.Context, actor, tenantID, id string
 // CancelCampaign ends a campaign: devices that have not finished are
 // cancelled and their assignments withdrawn.
 func (s *Service) CancelCampaign(ctx context.Context, actor, tenantID, id, reason string) (*model.Campaign, error) {
-	return s.changeCampaign(ctx, actor, tenantID, id, "ota.campaign_cancel", EventCampaignCancelled, func(tx store.Tx, c *model.Campaign) error {
+	return s.changeCampaign(ctx, actor, tenantID, id, "ota.campaign_cancel", EventCampaignCancelled, func(tx store.Tx, c *model.Campaign, _ map[string]any) error {
 		if !c.State.Open() {
 			return fmt.Errorf("%w: it already ended (%s)", ErrCampaignState, c.State)
 		}
@@ -315,7 +329,7 @@ func (s *Service) withdraw(ctx context.Context, tx store.Tx, actor, tenantID, de
 		"campaign_id": as.CampaignID, "reason": reason}, now)
 }
 
-func (s *Service) changeCampaign(ctx context.Context, actor, tenantID, id, action, evType string, fn func(store.Tx, *model.Campaign) error) (*model.Campaign, error) {
+func (s *Service) changeCampaign(ctx context.Context, actor, tenantID, id, action, evType string, fn changeFunc) (*model.Campaign, error) {
 	var c *model.Campaign
 	// The scheduler may move the campaign on between the read and the
 	// write (its steps are guarded by rev too): read again and retry.
@@ -341,18 +355,23 @@ func retryStale(fn func() error) error {
 	return err
 }
 
+// changeFunc changes a campaign in tx; what it adds to data goes into the
+// audit record and event.
+type changeFunc func(tx store.Tx, c *model.Campaign, data map[string]any) error
+
 // changeOne applies fn to c in tx, saves it and audits the change.
-func (s *Service) changeOne(ctx context.Context, tx store.Tx, actor, action, evType string, c *model.Campaign, fn func(store.Tx, *model.Campaign) error) error {
+func (s *Service) changeOne(ctx context.Context, tx store.Tx, actor, action, evType string, c *model.Campaign, fn changeFunc) error {
 	from := c.State
-	if err := fn(tx, c); err != nil {
+	data := map[string]any{}
+	if err := fn(tx, c, data); err != nil {
 		return err
 	}
 	c.UpdatedAt = s.now()
 	if err := tx.UpdateCampaign(ctx, c); err != nil {
 		return err
 	}
-	return auditEmit(ctx, tx, c.TenantID, actor, action, c.ID, evType,
-		map[string]any{"campaign_id": c.ID, "from": from, "to": c.State, "reason": c.Reason}, c.UpdatedAt)
+	data["campaign_id"], data["from"], data["to"], data["reason"] = c.ID, from, c.State, c.Reason
+	return auditEmit(ctx, tx, c.TenantID, actor, action, c.ID, evType, data, c.UpdatedAt)
 }
 
 // Consent records an owner's answer for one device. A yes notifies the

@@ -2,6 +2,7 @@ package ota_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -274,6 +275,140 @@ func TestCampaignPauseResumeCancel(t *testing.T) {
 		res = srv.Do(t, testserver.Req{Method: http.MethodPost, Path: api + "/campaigns/" + c.ID + "/resume", Key: key, Body: map[string]any{}})
 		if res.Status != http.StatusConflict {
 			t.Errorf("resuming a cancelled campaign: %s", res)
+		}
+	})
+}
+
+// resumeRecords reads the summaries of the campaign's resume audit records.
+func (f *fleet) resumeRecords(t *testing.T, id string) []map[string]any {
+	t.Helper()
+	recs, err := f.srv.Platform.Store.ListAudit(context.Background(), f.tn.ID, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, r := range recs {
+		if r.Action == "ota.campaign_resume" && r.Target == id {
+			var m map[string]any
+			if err := json.Unmarshal(r.Summary, &m); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (f *fleet) resume(t *testing.T, id string) *model.Campaign {
+	t.Helper()
+	var c model.Campaign
+	f.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: api + "/campaigns/" + id + "/resume", Key: f.tn.Admin.Secret,
+		Body: map[string]any{}}).Into(t, &c)
+	return &c
+}
+
+// round runs one scheduler round now (the background one may run too).
+func (f *fleet) round(t *testing.T) {
+	t.Helper()
+	if err := f.svc().StepCampaigns(context.Background()); err != nil {
+		t.Fatalf("scheduler round: %v", err)
+	}
+}
+
+// TestCampaignResumeAfterFailurePause: resuming a campaign the failure gate
+// paused re-arms the gates (the failures so far are accepted, the failed
+// wave is taken as passed), so it neither pauses again at once nor waits
+// for a wave that cannot pass; failures among the devices told afterwards
+// still trip it. A campaign paused by hand while healthy resumes as it was:
+// the wave in progress must still pass its success gate.
+func TestCampaignResumeAfterFailurePause(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, srv *testserver.Server) {
+		for _, tc := range []struct {
+			name string
+			run  func(t *testing.T, f *fleet)
+		}{
+			{"tripped", func(t *testing.T, f *fleet) {
+				c := f.create(t, map[string]any{"wave_size": 2, "success_ratio": 1.0, "max_failure_ratio": 0.4, "pause_on_failure": true})
+				first := f.waitFor(t, c.ID, model.UpdateNotified, 2)
+				f.report(t, first[0].DeviceID, model.UpdateSucceeded, "")
+				f.report(t, first[1].DeviceID, model.UpdateFailed, "disk full")
+				paused := f.waitState(t, c.ID, model.CampaignPaused)
+				if !strings.Contains(paused.Reason, "1 of 2") {
+					t.Errorf("paused by the gate: %+v", paused)
+				}
+				got := f.resume(t, c.ID)
+				if got.State != model.CampaignRunning || got.GateFailed != 1 || got.GateTold != 2 || got.GateWave != 1 {
+					t.Errorf("resumed: state %s, baseline %d/%d wave %d, want running, 1/2 wave 1", got.State, got.GateFailed, got.GateTold, got.GateWave)
+				}
+				recs := f.resumeRecords(t, c.ID)
+				if len(recs) != 1 || recs[0]["gates_rearmed"] == nil {
+					t.Fatalf("resume audit records: %v", recs)
+				}
+				if g := recs[0]["gates_rearmed"].(map[string]any); g["gate_failed"] != 1.0 || g["gate_told"] != 2.0 || g["gate_wave"] != 1.0 {
+					t.Errorf("re-armed baseline in the audit record: %v", g)
+				}
+				// The next round neither pauses it again nor waits for wave 1.
+				f.round(t)
+				second := f.waitFor(t, c.ID, model.UpdateNotified, 2)
+				if got := f.get(t, c.ID); got.State != model.CampaignRunning || got.Wave != 2 {
+					t.Fatalf("after a round: state %s wave %d, want running in wave 2", got.State, got.Wave)
+				}
+				if got, want := ids(second), f.devices[2:4]; !slices.Equal(got, want) {
+					t.Errorf("wave 2 took %v, want %v", got, want)
+				}
+				// The re-armed gate trips on the newly told devices: 1 of 2.
+				f.report(t, second[0].DeviceID, model.UpdateSucceeded, "")
+				f.report(t, second[1].DeviceID, model.UpdateRolledBack, "health check failed")
+				again := f.waitState(t, c.ID, model.CampaignPaused)
+				if !strings.Contains(again.Reason, "1 of 2") || !strings.Contains(again.Reason, "since the campaign was last resumed") {
+					t.Errorf("paused again: %q", again.Reason)
+				}
+				f.round(t)
+				for _, d := range f.devicesOf(t, c.ID, "") {
+					if d.Wave > 2 {
+						t.Errorf("device %s reached wave %d after the second trip", d.DeviceID, d.Wave)
+					}
+				}
+				// Resuming again moves the baseline on and takes wave 2 as passed.
+				got = f.resume(t, c.ID)
+				if got.GateFailed != 2 || got.GateTold != 4 || got.GateWave != 2 {
+					t.Errorf("second resume: baseline %d/%d wave %d, want 2/4 wave 2", got.GateFailed, got.GateTold, got.GateWave)
+				}
+				f.round(t)
+				f.waitFor(t, c.ID, model.UpdateNotified, 2)
+			}},
+			{"paused by hand", func(t *testing.T, f *fleet) {
+				c := f.create(t, map[string]any{"wave_size": 2, "success_ratio": 1.0, "max_failure_ratio": 0.4, "pause_on_failure": true})
+				first := f.waitFor(t, c.ID, model.UpdateNotified, 2)
+				f.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: api + "/campaigns/" + c.ID + "/pause",
+					Key: f.tn.Admin.Secret, Body: map[string]any{"reason": "look first"}})
+				f.report(t, first[0].DeviceID, model.UpdateSucceeded, "")
+				got := f.resume(t, c.ID)
+				if got.State != model.CampaignRunning || got.GateFailed != 0 || got.GateTold != 0 || got.GateWave != 0 {
+					t.Errorf("resumed healthy: %+v", got)
+				}
+				if recs := f.resumeRecords(t, c.ID); len(recs) != 1 || recs[0]["gates_rearmed"] != nil {
+					t.Errorf("resume audit records of a healthy campaign: %v", recs)
+				}
+				// Wave 1 has not passed its success gate: no wave 2 yet.
+				f.round(t)
+				if got := f.get(t, c.ID); got.State != model.CampaignRunning || got.Wave != 1 {
+					t.Fatalf("after a round: state %s wave %d, want running in wave 1", got.State, got.Wave)
+				}
+				if n := len(f.devicesOf(t, c.ID, model.UpdateNotified)); n != 1 {
+					t.Fatalf("%d devices notified before wave 1 passed, want 1", n)
+				}
+				f.report(t, first[1].DeviceID, model.UpdateSucceeded, "")
+				second := f.waitFor(t, c.ID, model.UpdateNotified, 2)
+				if got, want := ids(second), f.devices[2:4]; !slices.Equal(got, want) {
+					t.Errorf("wave 2 took %v, want %v", got, want)
+				}
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.run(t, newFleet(t, srv, model.TenantEnterprise, 6))
+			})
 		}
 	})
 }

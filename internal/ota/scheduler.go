@@ -78,13 +78,21 @@ func told(counts map[model.UpdateStatus]int64) int64 {
 	return n
 }
 
+// failureGate counts the failures and the devices told since the gate's
+// baseline (see ResumeCampaign) and reports whether the failures are over
+// the threshold.
+func failureGate(c *model.Campaign, counts map[model.UpdateStatus]int64) (failures, n int64, over bool) {
+	failures = counts[model.UpdateFailed] + counts[model.UpdateRolledBack] - c.GateFailed
+	n = told(counts) - c.GateTold
+	return failures, n, n > 0 && float64(failures)/float64(n) > c.MaxFailureRatio
+}
+
 func (s *Service) step(ctx context.Context, c *model.Campaign) error {
 	counts, err := s.st.CampaignCounts(ctx, c.TenantID, c.ID, 0)
 	if err != nil {
 		return err
 	}
-	failures := counts[model.UpdateFailed] + counts[model.UpdateRolledBack]
-	if n := told(counts); n > 0 && float64(failures)/float64(n) > c.MaxFailureRatio {
+	if failures, n, over := failureGate(c, counts); over {
 		return s.trip(ctx, c, failures, n)
 	}
 	if !s.inWindow(c) {
@@ -93,7 +101,9 @@ func (s *Service) step(ctx context.Context, c *model.Campaign) error {
 	if err := s.tellReady(ctx, c); err != nil {
 		return err
 	}
-	if c.Wave > 0 {
+	// A wave the operator accepted on resuming (GateWave) needs no success
+	// gate: its failures would hold it back for good.
+	if c.Wave > c.GateWave {
 		wave, err := s.st.CampaignCounts(ctx, c.TenantID, c.ID, c.Wave)
 		if err != nil {
 			return err
@@ -107,9 +117,9 @@ func (s *Service) step(ctx context.Context, c *model.Campaign) error {
 		if size > 0 && float64(wave[model.UpdateSucceeded])/float64(size) < c.SuccessRatio {
 			return nil // the wave in progress has not passed its gate yet
 		}
-		if c.WaveStartedAt != nil && s.now().Before(c.WaveStartedAt.Add(c.WaveInterval)) {
-			return nil
-		}
+	}
+	if c.WaveStartedAt != nil && s.now().Before(c.WaveStartedAt.Add(c.WaveInterval)) {
+		return nil
 	}
 	waiting, err := s.st.CampaignWaiting(ctx, c.TenantID, c.ID)
 	if err != nil {
@@ -123,8 +133,12 @@ func (s *Service) step(ctx context.Context, c *model.Campaign) error {
 
 // trip handles the failure gate: abort (or pause).
 func (s *Service) trip(ctx context.Context, c *model.Campaign, failures, n int64) error {
-	reason := fmt.Sprintf("failure threshold crossed: %d of %d devices failed or rolled back (more than %.0f%%)", failures, n,
-		c.MaxFailureRatio*100)
+	since := ""
+	if c.GateTold > 0 {
+		since = " since the campaign was last resumed"
+	}
+	reason := fmt.Sprintf("failure threshold crossed: %d of %d devices failed or rolled back%s (more than %.0f%%)", failures, n,
+		since, c.MaxFailureRatio*100)
 	return s.st.Update(ctx, func(tx store.Tx) error {
 		cur, err := tx.GetCampaign(ctx, c.TenantID, c.ID)
 		if err != nil {
@@ -144,7 +158,8 @@ func (s *Service) trip(ctx context.Context, c *model.Campaign, failures, n int64
 			return err
 		}
 		return auditEmit(ctx, tx, c.TenantID, SystemActor, action, c.ID, evType,
-			map[string]any{"campaign_id": c.ID, "from": from, "to": c.State, "reason": reason, "failed": failures, "told": n}, c.UpdatedAt)
+			map[string]any{"campaign_id": c.ID, "from": from, "to": c.State, "reason": reason, "failed": failures, "told": n,
+				"gate_failed": c.GateFailed, "gate_told": c.GateTold}, c.UpdatedAt)
 	})
 }
 

@@ -15,7 +15,7 @@ import (
 
 const campaignCols = `id, tenant_id, name, artifact_id, version, query, dynamic, state, reason, canary, wave_size, wave_interval,
 	success_ratio, max_failure_ratio, pause_on_failure, maint_window, require_consent, wave, wave_started_at, total, rev,
-	created_at, created_by, updated_at, finished_at`
+	created_at, created_by, updated_at, finished_at, gate_failed, gate_told, gate_wave`
 
 func scanCampaign(s scanner) (*model.Campaign, error) {
 	var c model.Campaign
@@ -24,7 +24,7 @@ func scanCampaign(s scanner) (*model.Campaign, error) {
 	var interval, waveStarted, created, updated, finished int64
 	if err := s.Scan(&c.ID, &c.TenantID, &c.Name, &c.ArtifactID, &c.Version, &query, &dynamic, &c.State, &c.Reason, &c.Canary,
 		&c.WaveSize, &interval, &c.SuccessRatio, &c.MaxFailureRatio, &pause, &window, &consent, &c.Wave, &waveStarted, &c.Total,
-		&c.Rev, &created, &c.CreatedBy, &updated, &finished); err != nil {
+		&c.Rev, &created, &c.CreatedBy, &updated, &finished, &c.GateFailed, &c.GateTold, &c.GateWave); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(query), &c.Query); err != nil {
@@ -64,7 +64,8 @@ func campaignArgs(c *model.Campaign) ([]any, error) {
 	}
 	return []any{c.ID, c.TenantID, c.Name, c.ArtifactID, c.Version, string(q), boolInt(c.Dynamic), string(c.State), c.Reason, c.Canary,
 		c.WaveSize, int64(c.WaveInterval), c.SuccessRatio, c.MaxFailureRatio, boolInt(c.PauseOnFailure), window, boolInt(c.RequireConsent),
-		c.Wave, ptrMicro(c.WaveStartedAt), c.Total, c.Rev, toMicro(c.CreatedAt), c.CreatedBy, toMicro(c.UpdatedAt), ptrMicro(c.FinishedAt)}, nil
+		c.Wave, ptrMicro(c.WaveStartedAt), c.Total, c.Rev, toMicro(c.CreatedAt), c.CreatedBy, toMicro(c.UpdatedAt), ptrMicro(c.FinishedAt),
+		c.GateFailed, c.GateTold, c.GateWave}, nil
 }
 
 func (r reader) GetCampaign(ctx context.Context, tenantID, id string) (*model.Campaign, error) {

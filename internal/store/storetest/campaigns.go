@@ -57,6 +57,14 @@ func testCampaigns(t *testing.T, s store.Store) {
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateCampaign(ctx, got) })
 	wantEqual(t, got.Rev, int64(2), "rev after update")
 	wantErr(t, s.Update(ctx, func(tx store.Tx) error { return tx.UpdateCampaign(ctx, &stale) }), store.ErrStale, "update from a stale read")
+	// The failure gate's baseline round-trips.
+	got.GateFailed, got.GateTold, got.GateWave = 3, 7, 1
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateCampaign(ctx, got) })
+	base, err := s.GetCampaign(ctx, tenA, "cmp-1")
+	noErr(t, err, "GetCampaign after setting the baseline")
+	wantEqual(t, [3]int64{base.GateFailed, base.GateTold, int64(base.GateWave)}, [3]int64{3, 7, 1}, "gate baseline")
+	got.GateFailed, got.GateTold, got.GateWave = 0, 0, 0
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateCampaign(ctx, got) })
 
 	var wave1 []string
 	mustUpdate(t, s, func(tx store.Tx) error {
