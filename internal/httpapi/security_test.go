@@ -322,6 +322,18 @@ func TestNetworkPolicy(t *testing.T) {
 		if r := report("exfil.example.net", 4444); r.Obj()["outside_profile"] != 1.0 {
 			t.Fatalf("deviation: %s", r)
 		}
+		// A flow seen again only moves its counters: one audit record per
+		// report that brought a new flow, none for the repeat.
+		report("exfil.example.net", 4444)
+		var flowRecords []model.AuditRecord
+		for _, rec := range auditTrail(t, srv, ten.ID) {
+			if rec.Action == "flows.report" {
+				flowRecords = append(flowRecords, rec)
+			}
+		}
+		if len(flowRecords) != 2 {
+			t.Fatalf("flows.report records: %d, want 2 (two new flows, one repeat)", len(flowRecords))
+		}
 		res = srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodGet, Path: api + "/findings?check=network.flow_outside_profile", Key: key})
 		items := res.Items()
 		if len(items) != 1 || items[0]["severity"] != "high" || !strings.Contains(items[0]["title"].(string), "exfil.example.net") {

@@ -135,18 +135,39 @@ func (s *Service) ReportFlows(ctx context.Context, actor, tenantID, deviceID str
 		default:
 			return err
 		}
+		known, err := tx.RecentFlows(ctx, tenantID, deviceID, time.Time{})
+		if err != nil {
+			return err
+		}
+		verdicts := make(map[string]string, len(known))
+		for _, f := range known {
+			verdicts[f.Key] = f.Verdict
+		}
 		res.Outside = 0
+		var added, changed []string
 		for i := range norm {
 			norm[i].Verdict = Evaluate(profile, norm[i])
 			if norm[i].Verdict == VerdictOutside {
 				res.Outside++
 			}
+			switch v, ok := verdicts[norm[i].Key]; {
+			case !ok:
+				added = append(added, norm[i].Key)
+			case v != norm[i].Verdict:
+				changed = append(changed, norm[i].Key)
+			}
 		}
 		if err := tx.PutObservedFlows(ctx, tenantID, deviceID, norm); err != nil {
 			return err
 		}
+		if len(added) == 0 && len(changed) == 0 {
+			// Known flows seen again only move their counters, like
+			// telemetry: what the record would say has not changed.
+			return nil
+		}
 		_, err = tx.Audit(ctx, tenantID, model.AuditEntry{Actor: actor, Action: "flows.report", Target: deviceID,
-			Summary: map[string]any{"flows": len(norm), "outside_profile": res.Outside, "profile": res.Profile}})
+			Summary: map[string]any{"flows": len(norm), "new": added, "verdict_changed": changed,
+				"outside_profile": res.Outside, "profile": res.Profile}})
 		return err
 	})
 	if err != nil {
