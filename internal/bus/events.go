@@ -141,6 +141,14 @@ func (b *Bus) SubscribeEventTypes(ctx context.Context, types []string, fn func(m
 	}
 	var mu sync.Mutex
 	one := func(ev model.Event) { mu.Lock(); defer mu.Unlock(); fn(ev) }
+	return b.perType(types, func(typ, filter string) (func(), error) {
+		return b.subscribe(ctx, filter, 0, one)
+	})
+}
+
+// perType starts one subscription or consumer per event type; if one
+// fails, those already started are stopped. The returned stop stops all.
+func (b *Bus) perType(types []string, start func(typ, filter string) (stop func(), err error)) (func(), error) {
 	stops := make([]func(), 0, len(types))
 	stopAll := func() {
 		for _, s := range stops {
@@ -151,7 +159,7 @@ func (b *Bus) SubscribeEventTypes(ctx context.Context, types []string, fn func(m
 		filter, err := b.typeFilter(typ)
 		if err == nil {
 			var s func()
-			if s, err = b.subscribe(ctx, filter, 0, one); err == nil {
+			if s, err = start(typ, filter); err == nil {
 				stops = append(stops, s)
 				continue
 			}
@@ -291,30 +299,13 @@ func (b *Bus) ConsumeEventTypes(ctx context.Context, durable string, types []str
 	if len(types) == 0 {
 		return nil, errors.New("bus: no event types to consume")
 	}
-	stops := make([]func(), 0, len(types))
-	stopAll := func() {
-		for _, s := range stops {
-			s()
-		}
-	}
-	for _, typ := range types {
-		filter, err := b.typeFilter(typ)
-		if err == nil {
-			var s func()
-			s, err = b.consume(ctx, jetstream.ConsumerConfig{
-				Durable:       durable + "-" + strings.ReplaceAll(typ, ".", "_"),
-				FilterSubject: filter,
-				DeliverPolicy: jetstream.DeliverNewPolicy,
-			}, fn)
-			if err == nil {
-				stops = append(stops, s)
-				continue
-			}
-		}
-		stopAll()
-		return nil, err
-	}
-	return stopAll, nil
+	return b.perType(types, func(typ, filter string) (func(), error) {
+		return b.consume(ctx, jetstream.ConsumerConfig{
+			Durable:       durable + "-" + strings.ReplaceAll(typ, ".", "_"),
+			FilterSubject: filter,
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+		}, fn)
+	})
 }
 
 // consume runs the durable pull consumer cfg (acks explicit) until ctx

@@ -75,11 +75,11 @@ func expectNoEvent(t *testing.T, n *node) {
 	}
 }
 
-// Two nodes on a shared NATS server: a question or an event about a device
-// reaches the node that holds it, and only that node.
-func TestRouterAcrossNodes(t *testing.T) {
+// sharedBus opens buses on the shared NATS server under one new prefix,
+// as the nodes of one platform do.
+func sharedBus(t *testing.T) func() *bus.Bus {
 	prefix := natstest.Prefix(t)
-	open := func() *bus.Bus {
+	return func() *bus.Bus {
 		b, err := bus.Open(context.Background(), bus.Config{URL: natstest.URL(), Prefix: prefix}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -87,6 +87,12 @@ func TestRouterAcrossNodes(t *testing.T) {
 		t.Cleanup(func() { _ = b.Close() })
 		return b
 	}
+}
+
+// Two nodes on a shared NATS server: a question or an event about a device
+// reaches the node that holds it, and only that node.
+func TestRouterAcrossNodes(t *testing.T) {
+	open := sharedBus(t)
 	ba, bb := open(), open()
 	a, other := newNode("ten_1/dev_1"), newNode()
 	ra, err := NewRouter(ba, a.local, nil)
@@ -223,15 +229,7 @@ func TestRouterSingleNode(t *testing.T) {
 // Events published on the bus reach the device's node through the shared
 // durable consumers, whichever node publishes and whichever routes.
 func TestRouterFromTheStream(t *testing.T) {
-	prefix := natstest.Prefix(t)
-	open := func() *bus.Bus {
-		b, err := bus.Open(context.Background(), bus.Config{URL: natstest.URL(), Prefix: prefix}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = b.Close() })
-		return b
-	}
+	open := sharedBus(t)
 	ctx := context.Background()
 	types := []string{"command.created", "ota.assigned"}
 	var nodes []*node
