@@ -108,7 +108,12 @@ func (f *fixture) securityBody(opID string) (any, bool) {
 	case "importMUD":
 		return fixtureMUD(), true
 	case "reportFlows":
-		return fixtureFlows(), true
+		// A new destination each time: a report of known flows only
+		// moves counters and is not audited.
+		body := fixtureFlows()
+		body["flows"] = append(body["flows"].([]map[string]any), map[string]any{"direction": "from-device", "protocol": "tcp",
+			"remote_host": f.srv.Unique("c") + ".example", "remote_port": 443})
+		return body, true
 	case "suppressFinding":
 		return map[string]any{"reason": "accepted until the next release", "until": time.Now().Add(7 * 24 * time.Hour).UTC().Format(time.RFC3339)}, true
 	case "runSecurityChecks":
