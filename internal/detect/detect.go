@@ -6,7 +6,10 @@
 // count).
 //
 // Everything is in memory on the node that sees the traffic, so a decision
-// is made the moment a threshold is crossed. The broker holds a *Device
+// is made the moment a threshold is crossed. What a device's baselines
+// learned is saved every few minutes (Options.Save) and read back when a
+// node first sees the device (Options.Load), so a restart or a move to
+// another node does not start learning again. The broker holds a *Device
 // per connection and calls it per message: a mutex that only that device
 // takes and a few additions, no map lookup and no database. Decisions leave
 // through a queue to one goroutine (Options.Decide), which stores alarms and
@@ -51,7 +54,15 @@ type Options struct {
 	Tick time.Duration
 	// Reload is how often tenants' settings are read again (default 30 s).
 	Reload time.Duration
-	Log    *slog.Logger
+	// Load reads a device's saved state (an encoded Snapshot); nil, nil
+	// when none was saved. Without it every device learns afresh.
+	Load func(ctx context.Context, tenantID, deviceID string) ([]byte, error)
+	// Save stores devices' learned state (at most a few hundred at once).
+	Save func(ctx context.Context, states []Saved) error
+	// SaveEvery is how often changed state is saved (default 5 min); it is
+	// also saved before a device is evicted and when Run returns.
+	SaveEvery time.Duration
+	Log       *slog.Logger
 }
 
 // Detector keeps the per-device state.
@@ -64,6 +75,15 @@ type Detector struct {
 	// firing holds the devices with at least one firing kind (stored and
 	// deleted under the device's lock).
 	firing sync.Map
+	// dirty holds the devices whose learned state changed since it was
+	// saved (stored and deleted under the device's lock).
+	dirty sync.Map
+
+	loadMu  sync.Mutex
+	loadQ   []*Device
+	loaders int
+	loadWG  sync.WaitGroup // queued loads, for tests
+	stopped atomic.Bool
 }
 
 type shard struct {
@@ -89,6 +109,9 @@ func New(o Options) *Detector {
 	if o.Reload <= 0 {
 		o.Reload = 30 * time.Second
 	}
+	if o.SaveEvery <= 0 {
+		o.SaveEvery = 5 * time.Minute
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -102,11 +125,25 @@ func New(o Options) *Detector {
 	return d
 }
 
-// Run hands decisions to Decide and sweeps until ctx ends.
+// finalSave bounds the last save when Run returns.
+const finalSave = 5 * time.Second
+
+// Run hands decisions to Decide, sweeps and saves learned state until ctx
+// ends; then it saves what changed one last time.
 func (d *Detector) Run(ctx context.Context) {
 	t := time.NewTicker(d.o.Tick)
 	defer t.Stop()
 	lastEvict := d.o.Clock()
+	lastSave := lastEvict
+	var saving sync.WaitGroup
+	var busy atomic.Bool
+	defer func() {
+		d.stopped.Store(true) // no more loads
+		saving.Wait()         // cancelled with ctx: what it had not saved is dirty again
+		fctx, cancel := context.WithTimeout(context.Background(), finalSave)
+		d.flush(fctx)
+		cancel()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,9 +154,20 @@ func (d *Detector) Run(ctx context.Context) {
 			now := d.o.Clock()
 			d.sweep(now)
 			d.reloadStale(ctx, now)
+			save := now.Sub(lastSave) >= d.o.SaveEvery
 			if now.Sub(lastEvict) > 10*time.Minute {
 				d.evict(now)
-				lastEvict = now
+				lastEvict, save = now, true
+			}
+			// Saving runs beside the decisions, one round at a time.
+			if save && d.o.Save != nil && busy.CompareAndSwap(false, true) {
+				lastSave = now
+				saving.Add(1)
+				go func() {
+					defer saving.Done()
+					defer busy.Store(false)
+					d.flush(ctx)
+				}()
 			}
 		}
 	}
@@ -205,20 +253,27 @@ func (d *Detector) shard(deviceID string) *shard {
 
 // Device returns the state of a device (made on first use), loading its
 // tenant's settings first if this node has not read them yet. The broker
-// calls it once per connection and keeps the result.
+// calls it once per connection and keeps the result. The device's saved
+// state is read in the background (it learns until it arrives): on first
+// use, and again when this node has nothing unsaved about it, since the
+// device may have been connected to another node meanwhile.
 func (d *Detector) Device(ctx context.Context, tenantID, deviceID string) *Device {
-	return d.device(ctx, tenantID, deviceID, true)
+	return d.device(ctx, tenantID, deviceID, true, true)
 }
 
-func (d *Detector) device(ctx context.Context, tenantID, deviceID string, wait bool) *Device {
+func (d *Detector) device(ctx context.Context, tenantID, deviceID string, wait, connect bool) *Device {
 	t := d.tenant(ctx, tenantID, wait)
 	sh := d.shard(deviceID)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	dv := sh.devices[deviceID]
-	if dv == nil || dv.tenantID != tenantID { // a device moved to another tenant starts afresh
-		dv = &Device{d: d, tenantID: tenantID, deviceID: deviceID, t: t}
+	fresh := dv == nil || dv.tenantID != tenantID // a device moved to another tenant starts afresh
+	if fresh {
+		dv = &Device{d: d, tenantID: tenantID, deviceID: deviceID, t: t, loaded: d.o.Load == nil}
 		sh.devices[deviceID] = dv
+	}
+	sh.mu.Unlock()
+	if fresh || connect {
+		d.queueLoad(dv)
 	}
 	return dv
 }
@@ -228,7 +283,7 @@ func (d *Detector) AuthFailure(tenantID, deviceID string) {
 	if tenantID == "" || deviceID == "" {
 		return
 	}
-	dv := d.device(context.Background(), tenantID, deviceID, false)
+	dv := d.device(context.Background(), tenantID, deviceID, false, false)
 	now := d.o.Clock()
 	s := dv.settings()
 	dv.mu.Lock()
@@ -260,7 +315,7 @@ func (d *Detector) Firing(deviceID string, kind model.AlarmKind) bool {
 func (d *Detector) Adopt(alarms []model.Alarm) {
 	now := d.o.Clock()
 	for _, a := range alarms {
-		dv := d.device(context.Background(), a.TenantID, a.DeviceID, true)
+		dv := d.device(context.Background(), a.TenantID, a.DeviceID, true, false)
 		dv.mu.Lock()
 		if dv.firing == nil {
 			dv.firing = map[model.AlarmKind]*firing{}
@@ -282,7 +337,8 @@ func (d *Detector) sweep(now time.Time) {
 }
 
 // idleEvict: devices without activity this long (and nothing firing) are
-// forgotten; their baselines are learned again when they come back.
+// forgotten; their saved state is read again when they come back. One with
+// unsaved changes stays until the save that follows (Run) has written them.
 const idleEvict = 6 * time.Hour
 
 func (d *Detector) evict(now time.Time) {
@@ -291,7 +347,7 @@ func (d *Detector) evict(now time.Time) {
 		sh.mu.Lock()
 		for id, dv := range sh.devices {
 			dv.mu.Lock()
-			idle := now.Sub(dv.last) > idleEvict && len(dv.firing) == 0
+			idle := now.Sub(dv.last) > idleEvict && len(dv.firing) == 0 && !dv.dirty && !dv.loading
 			dv.mu.Unlock()
 			if idle {
 				delete(sh.devices, id)

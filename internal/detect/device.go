@@ -50,6 +50,12 @@ type Device struct {
 	lastProcJump                               bool
 
 	firing map[model.AlarmKind]*firing
+
+	// Saved state (snapshot.go): dirty while the learned state has changes
+	// not saved; loaded once the saved state was read (or there is no
+	// store), and until then nothing is saved over it.
+	dirty, loaded, loading, loadFailed bool
+	pend                               pending
 }
 
 type firing struct {
@@ -71,6 +77,7 @@ func (dv *Device) learning(now time.Time, s *model.DetectionSettings) bool {
 func (dv *Device) touch(now time.Time) {
 	if dv.first.IsZero() {
 		dv.first = now
+		dv.changed()
 	}
 	dv.last = now
 }
@@ -150,6 +157,7 @@ func (dv *Device) rollMinute(minute int64) {
 			dv.msgBase.add(0)
 			dv.byteBase.add(0)
 		}
+		dv.changed()
 	}
 	dv.minute, dv.minuteMsgs, dv.minuteBytes = minute, 0, 0
 }
@@ -187,10 +195,16 @@ func (dv *Device) Connected(remote string) {
 	}
 	if len(dv.sources) < maxKnown {
 		dv.sources[addr] = struct{}{}
+		dv.learned(&dv.pend.sources, addr)
 	}
 	if learning || len(dv.sources) == 1 {
 		return
 	}
+	dv.newSource(now, s, addr)
+}
+
+// newSource counts a source address never seen before. dv.mu is held.
+func (dv *Device) newSource(now time.Time, s *model.DetectionSettings, addr string) {
 	k := dv.newSources.add(now, 1, hourBucket)
 	dv.check(now, model.AlarmNewSources, s.NewSourcesPerHour > 0 && k >= int64(s.NewSourcesPerHour),
 		"%d or more new source addresses in an hour", s.NewSourcesPerHour,
@@ -220,13 +234,16 @@ func (dv *Device) Report(m *Metrics) {
 	defer dv.mu.Unlock()
 	dv.touch(now)
 	learn := !dv.reported || dv.learning(now, s)
-	dv.reported = true
+	if !dv.reported {
+		dv.reported = true
+		dv.changed()
+	}
 	if m.ListeningPorts != nil {
 		keys := make([]string, len(m.ListeningPorts))
 		for i, p := range m.ListeningPorts {
 			keys[i] = p.Key()
 		}
-		fresh := dv.learnSet(&dv.ports, keys, learn)
+		fresh := dv.learnSet(&dv.ports, &dv.pend.ports, keys, learn)
 		dv.lastNewPorts = len(fresh)
 		dv.check(now, model.AlarmNewListeningPorts, s.NewListeningPorts > 0 && len(fresh) >= s.NewListeningPorts,
 			"listening on %d port(s) outside its baseline", len(fresh),
@@ -238,7 +255,7 @@ func (dv *Device) Report(m *Metrics) {
 		for i, o := range m.Outbound {
 			keys[i] = o.Key()
 		}
-		fresh := dv.learnSet(&dv.outbound, keys, learn)
+		fresh := dv.learnSet(&dv.outbound, &dv.pend.outbound, keys, learn)
 		dv.lastNewOutbound = len(fresh)
 		dv.check(now, model.AlarmNewOutbound, s.NewOutbound > 0 && len(fresh) >= s.NewOutbound,
 			"talking to %d destination(s) never seen before", len(fresh),
@@ -252,6 +269,7 @@ func (dv *Device) Report(m *Metrics) {
 			map[string]any{"process_count": *m.ProcessCount, "baseline_mean": round(dv.procBase.mean), "jump": s.ProcessJump})
 		if !jump {
 			dv.procBase.add(n)
+			dv.changed()
 		}
 	}
 }
@@ -269,7 +287,7 @@ func (dv *Device) OutsideProfile(keys []string) {
 }
 
 // learnSet returns the keys not in *set; while learning it adds them.
-func (dv *Device) learnSet(set *map[string]struct{}, keys []string, learn bool) []string {
+func (dv *Device) learnSet(set *map[string]struct{}, pend *[]string, keys []string, learn bool) []string {
 	if *set == nil {
 		*set = map[string]struct{}{}
 	}
@@ -281,6 +299,7 @@ func (dv *Device) learnSet(set *map[string]struct{}, keys []string, learn bool) 
 		if learn {
 			if len(*set) < maxKnown {
 				(*set)[k] = struct{}{}
+				dv.learned(pend, k)
 			}
 			continue
 		}

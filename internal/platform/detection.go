@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/steward-iot/steward/internal/alarm"
 	"github.com/steward-iot/steward/internal/broker"
@@ -34,9 +35,34 @@ func (s *Server) openDetection() {
 			return st.Detection, err
 		},
 		Decide: s.Alarms.Handle,
+		Load:   s.loadBaseline,
+		Save:   s.saveBaselines,
 		Log:    s.Log.With("component", "detect"),
 	})
 	s.Alarms.OnSettings = s.Detector.Reload
+}
+
+// loadBaseline and saveBaselines keep what detection learned in the store,
+// which the nodes of a cluster share: a device that reconnects to another
+// node finds there what the last node saved (at most the save interval old).
+func (s *Server) loadBaseline(ctx context.Context, tenantID, deviceID string) ([]byte, error) {
+	b, err := s.Store.GetDetectionBaseline(ctx, tenantID, deviceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.Doc, nil
+}
+
+func (s *Server) saveBaselines(ctx context.Context, states []detect.Saved) error {
+	now := time.Now().UTC()
+	bs := make([]store.DetectionBaseline, len(states))
+	for i, st := range states {
+		bs[i] = store.DetectionBaseline{TenantID: st.TenantID, DeviceID: st.DeviceID, Doc: st.Doc, UpdatedAt: now}
+	}
+	return s.Store.PutDetectionBaselines(ctx, bs)
 }
 
 // brokerDetection gives the broker the detector and the flow recorder.

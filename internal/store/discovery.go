@@ -31,7 +31,8 @@ type DiscoveryWriter interface {
 	SetNeighbourStatus(ctx context.Context, tenantID, mac string, status model.NeighbourStatus, note, deviceID, by string, at time.Time) error
 	// EraseDeviceData deletes what the tenant holds about a device besides
 	// its registry row, lifecycle history and identity records: telemetry,
-	// commands, twin, findings, observed flows and connection observations.
+	// commands, twin, findings, observed flows, connection observations and
+	// what detection learned about it (not counted).
 	EraseDeviceData(ctx context.Context, tenantID, deviceID string) (model.DeviceDataCounts, error)
 	// KeepRevokedCertificates gives a device's revoked certificates (its
 	// identity under an earlier owner) back to that owner's tenant after

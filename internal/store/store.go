@@ -60,6 +60,16 @@ type IdempotencyRecord struct {
 	CreatedAt   time.Time
 }
 
+// DetectionBaseline is what behaviour detection learned about a device
+// (package detect's versioned snapshot, a JSON document), kept so that a
+// restart or a move to another node does not start learning again.
+type DetectionBaseline struct {
+	TenantID  string
+	DeviceID  string
+	Doc       []byte
+	UpdatedAt time.Time
+}
+
 // Reader holds every read. Store and Tx both implement it.
 type Reader interface {
 	GetTenant(ctx context.Context, id string) (*model.Tenant, error)
@@ -107,6 +117,10 @@ type Reader interface {
 	DiscoveryReader // discovery.go
 
 	AlarmReader // alarms.go
+
+	// GetDetectionBaseline is a device's saved detection state;
+	// ErrNotFound when none was saved.
+	GetDetectionBaseline(ctx context.Context, tenantID, deviceID string) (*DetectionBaseline, error)
 }
 
 // Tx is one transaction. Every change is made through a Tx, together with
@@ -167,6 +181,12 @@ type Store interface {
 	Connectivity // telemetry and command sweeps (connectivity.go)
 
 	ConnectionRecorder // connection observations (discovery.go)
+
+	// PutDetectionBaselines writes devices' detection state in one
+	// transaction, replacing what was saved. It is learned state, not a
+	// change of record: not audited. A row whose device is not (or no
+	// longer) in its tenant is skipped.
+	PutDetectionBaselines(ctx context.Context, bs []DetectionBaseline) error
 
 	// Update runs fn in one transaction and commits when it returns nil.
 	Update(ctx context.Context, fn func(Tx) error) error

@@ -192,6 +192,7 @@ func (t *tx) EraseDeviceData(ctx context.Context, tenantID, deviceID string) (mo
 		{&c.Findings, `DELETE FROM findings WHERE tenant_id = ? AND resource_id = ?`},
 		{&c.Flows, `DELETE FROM observed_flows WHERE tenant_id = ? AND device_id = ?`},
 		{&c.Observations, `DELETE FROM connection_observations WHERE tenant_id = ? AND device_id = ?`},
+		{nil, `DELETE FROM detection_baselines WHERE tenant_id = ? AND device_id = ?`},
 	}
 	for _, s := range steps {
 		res, err := t.exec(ctx, s.q, tenantID, deviceID)

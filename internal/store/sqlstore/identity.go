@@ -203,9 +203,18 @@ func (t *tx) MoveDevice(ctx context.Context, fromTenant, toTenant, deviceID stri
 	}
 	// The twin is the old owner's wish list, not the new owner's: it is
 	// dropped (its row would otherwise keep the new owner from writing one).
-	// Commands and telemetry stay with the tenant they belong to.
-	_, err = t.exec(ctx, `DELETE FROM twins WHERE tenant_id = ? AND device_id = ?`, fromTenant, deviceID)
-	return err
+	// What detection learned is the device's behaviour under the old owner:
+	// the new owner's detection learns afresh. Commands and telemetry stay
+	// with the tenant they belong to.
+	for _, q := range []string{
+		`DELETE FROM twins WHERE tenant_id = ? AND device_id = ?`,
+		`DELETE FROM detection_baselines WHERE tenant_id = ? AND device_id = ?`,
+	} {
+		if _, err := t.exec(ctx, q, fromTenant, deviceID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ---- manufacturer CAs ----

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Campaigns", testCampaigns}, // campaigns.go
 		{"Alarms", testAlarms},       // alarms.go
 		{"Discovery", testDiscovery}, // discovery.go
+		{"Baselines", testBaselines}, // detection.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
