@@ -226,6 +226,7 @@ type campaignData struct {
 	Error     string
 	Installed int64  // devices on an invalidated release
 	FollowUp  string // a new-campaign link for them
+	Rearmed   string // the gate baseline of a resume after a failure pause
 }
 
 const campaignDevicesPerPage = 50
@@ -243,7 +244,7 @@ func (d *Dashboard) loadCampaign(r *http.Request) (data *campaignData, found boo
 		return nil, true, err
 	}
 	data = &campaignData{C: c, Progress: campaignProgress("campaign-progress", c), Chart: statusChart(c),
-		Statuses: model.UpdateStatuses}
+		Statuses: model.UpdateStatuses, Rearmed: rearmedLine(c)}
 	if a, err := d.Store.GetArtifact(ctx, tid, c.ArtifactID); err == nil {
 		data.Artifact = a
 		if a.InvalidatedAt != nil {
@@ -447,8 +448,12 @@ func (d *Dashboard) campaignAction(verb string) http.HandlerFunc {
 			c, err = d.OTA.PauseCampaign(ctx, v.p.Actor(), v.tenantID(), id, reason)
 			done = "Paused: no new waves or notifications; devices already told go on."
 		case "resume":
+			// The baseline before, to tell whether this resume re-armed the gates.
+			before, _ := d.Store.GetCampaign(ctx, v.tenantID(), id)
 			c, err = d.OTA.ResumeCampaign(ctx, v.p.Actor(), v.tenantID(), id)
-			done = "Resumed."
+			if err == nil {
+				done = resumeMessage(before, c)
+			}
 		case "cancel":
 			c, err = d.OTA.CancelCampaign(ctx, v.p.Actor(), v.tenantID(), id, reason)
 			done = "Cancelled: unfinished devices were cancelled and their updates withdrawn."
@@ -463,6 +468,48 @@ func (d *Dashboard) campaignAction(verb string) http.HandlerFunc {
 		}
 		d.redirect(w, r, back, "ok", "Campaign “"+c.Name+"”: "+done)
 	}
+}
+
+// resumeMessage says what a resume did to the gates: re-armed them (the
+// failures and devices told so far accepted as a baseline) or left them.
+func resumeMessage(before, after *model.Campaign) string {
+	if before == nil {
+		return "Resumed."
+	}
+	if after.GateFailed == before.GateFailed && after.GateTold == before.GateTold && after.GateWave == before.GateWave {
+		return "Resumed. The failure gate was within its threshold, so the gates were not re-armed."
+	}
+	failed, told := after.GateFailed-before.GateFailed, after.GateTold-before.GateTold
+	since, total := "so far", ""
+	if before.GateTold > 0 {
+		since = "since the gates were last re-armed"
+		total = fmt.Sprintf(" (%s of %s in all)", countOf(after.GateFailed, "failure"), countOf(after.GateTold, "device"))
+	}
+	return fmt.Sprintf("Resumed with the gates re-armed: %s of %s told %s %s accepted%s, wave %d counts as passed, "+
+		"and the failure gate counts only from here.", countOf(failed, "failure"), countOf(told, "device"), since, isAre(failed), total, after.GateWave)
+}
+
+// rearmedLine describes a campaign's gate baseline ("" when it has none).
+func rearmedLine(c *model.Campaign) string {
+	if c.GateTold == 0 {
+		return ""
+	}
+	return fmt.Sprintf("Gates re-armed at wave %d: %s of %s accepted; the failure gate counts from there.",
+		c.GateWave, countOf(c.GateFailed, "failure"), countOf(c.GateTold, "device"))
+}
+
+func countOf(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+func isAre(n int64) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 // explainOTA words an update service error for the person who acted.

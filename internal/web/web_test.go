@@ -501,3 +501,143 @@ func TestDeviceListFilterAndPages(t *testing.T) {
 		t.Fatalf("a bad cursor: %d", p.status)
 	}
 }
+
+// TestDeviceListHidesRetired: with no state chosen the list leaves
+// decommissioned devices out and says so (how many, when no other filter
+// is set); choosing the state, or every state, shows them. The API's list
+// still returns every state. On both stores: the condition is a state list.
+func TestDeviceListHidesRetired(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) {
+			testDeviceListHidesRetired(t, newWalls(t, func(o *testserver.Options) { o.Postgres = pg }))
+		})
+	}
+}
+
+func testDeviceListHidesRetired(t *testing.T, w *walls) {
+	prd := w.srv.CreateProduct(t, w.a.ID)
+	for i, st := range []model.State{model.StateActive, model.StateDecommissioned, model.StateDecommissioned, model.StateQuarantined} {
+		d := w.srv.CreateDevice(t, w.a.ID, prd.ID, testserver.DeviceOpts{Serial: fmt.Sprintf("RT-%02d", i), State: model.StateActive})
+		if st != model.StateActive {
+			w.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: testserver.APIPrefix + "/devices/" + d.ID + "/transitions",
+				Key: w.a.Admin.Secret, Body: map[string]any{"to": st, "reason": "test fleet"}})
+		}
+	}
+	// devA (active, another product, registered first) is the fifth.
+	c := newClient(t, w.srv.URL)
+	c.signIn(w.adminA, password)
+	serialRe := regexp.MustCompile(`<code>((?:RT-\d\d)|` + regexp.QuoteMeta(w.devA.Serial) + `)</code>`)
+	hiddenRe := regexp.MustCompile(`(?s)<p class="hint" id="retired-hidden">(.*?)</p>`)
+	for _, tc := range []struct {
+		name, path string
+		want       string // serials listed, in order
+		hidden     string // the notice's start, "" when none
+	}{
+		{"default", "/devices", w.devA.Serial + " RT-00 RT-03", "2 decommissioned devices are not shown."},
+		{"default, next to another filter", "/devices?product_id=" + prd.ID, "RT-00 RT-03", "Decommissioned devices are not shown."},
+		{"default, a filter no retired device matches", "/devices?serial_prefix=RT-03", "RT-03", "Decommissioned devices are not shown."},
+		{"only the decommissioned", "/devices?state=decommissioned", "RT-01 RT-02", ""},
+		{"every state", "/devices?state=any", w.devA.Serial + " RT-00 RT-01 RT-02 RT-03", ""},
+		{"every state and a filter", "/devices?state=any&serial_prefix=RT-0", "RT-00 RT-01 RT-02 RT-03", ""},
+		{"chosen states win over any", "/devices?state=any,active", w.devA.Serial + " RT-00", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := c.get(tc.path)
+			if p.status != http.StatusOK {
+				t.Fatalf("GET %s: %d", tc.path, p.status)
+			}
+			var got []string
+			for _, m := range serialRe.FindAllStringSubmatch(p.body, -1) {
+				got = append(got, m[1])
+			}
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("listed %v, want %s", got, tc.want)
+			}
+			m := hiddenRe.FindStringSubmatch(p.body)
+			switch {
+			case tc.hidden == "" && m != nil:
+				t.Errorf("a hidden-devices notice: %q", m[1])
+			case tc.hidden != "" && (m == nil || !strings.HasPrefix(html.UnescapeString(m[1]), tc.hidden)):
+				t.Errorf("the notice %v, want it to start %q", m, tc.hidden)
+			}
+		})
+	}
+	// The notice's links keep the other filters and show the retired.
+	p := c.get("/devices?product_id=" + prd.ID + "&sort=serial")
+	links := map[string]string{}
+	for _, m := range regexp.MustCompile(`href="([^"]+)" id="(only-retired|also-retired)"`).FindAllStringSubmatch(p.body, -1) {
+		links[m[2]] = html.UnescapeString(m[1])
+	}
+	for id, want := range map[string]string{"only-retired": "RT-01 RT-02", "also-retired": "RT-00 RT-01 RT-02 RT-03"} {
+		link := links[id]
+		if !strings.Contains(link, "product_id="+prd.ID) || !strings.Contains(link, "sort=serial") {
+			t.Fatalf("%s link %q drops the other filters", id, link)
+		}
+		lp := c.get(link)
+		var got []string
+		for _, m := range serialRe.FindAllStringSubmatch(lp.body, -1) {
+			got = append(got, m[1])
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s (%s) lists %v, want %s", id, link, got, want)
+		}
+	}
+	// The filter bar keeps the choice of every state.
+	if p := c.get("/devices?state=any"); !strings.Contains(p.body, `<option value="any" selected>`) || !strings.Contains(p.body, `href="/devices" class="button">Clear`) {
+		t.Errorf("the filter bar does not show the every-state choice")
+	}
+	// The API's default is unchanged: every state.
+	items := w.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodGet, Path: testserver.APIPrefix + "/devices?product_id=" + prd.ID,
+		Key: w.a.Admin.Secret}).Items()
+	if len(items) != 4 {
+		t.Errorf("the API lists %d devices of the product, want all 4", len(items))
+	}
+}
+
+// TestDeviceListRetiredPages: a filtered list with no state chosen drops
+// decommissioned devices from its pages and fills each page from where it
+// ended, so the pages list every device in service once, in order.
+func TestDeviceListRetiredPages(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) {
+			w := newWalls(t, func(o *testserver.Options) { o.Postgres = pg })
+			prd := w.srv.CreateProduct(t, w.a.ID)
+			var live []string
+			for i := range 60 {
+				d := w.srv.CreateDevice(t, w.a.ID, prd.ID, testserver.DeviceOpts{Serial: fmt.Sprintf("PR-%02d", i), State: model.StateActive})
+				if i%3 != 1 {
+					live = append(live, d.Serial)
+					continue
+				}
+				w.srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodPost, Path: testserver.APIPrefix + "/devices/" + d.ID + "/transitions",
+					Key: w.a.Admin.Secret, Body: map[string]any{"to": model.StateDecommissioned, "reason": "test fleet"}})
+			}
+			c := newClient(t, w.srv.URL)
+			c.signIn(w.adminA, password)
+			serialRe := regexp.MustCompile(`<code>(PR-\d\d)</code>`)
+			next := regexp.MustCompile(`href="(/devices\?[^"]*cursor=[^"]*)"`)
+			var seen []string
+			path := "/devices?limit=25&product_id=" + prd.ID
+			for i := 0; path != "" && i < 5; i++ {
+				p := c.get(path)
+				if p.status != http.StatusOK {
+					t.Fatalf("GET %s: %d", path, p.status)
+				}
+				rows := serialRe.FindAllStringSubmatch(p.body, -1)
+				if i == 0 && len(rows) != 25 {
+					t.Errorf("the first page lists %d devices, want a full page of 25", len(rows))
+				}
+				for _, m := range rows {
+					seen = append(seen, m[1])
+				}
+				path = ""
+				if m := next.FindStringSubmatch(p.body); m != nil {
+					path = html.UnescapeString(m[1])
+				}
+			}
+			if strings.Join(seen, " ") != strings.Join(live, " ") {
+				t.Fatalf("the pages list\n%v\nwant the devices in service\n%v", seen, live)
+			}
+		})
+	}
+}
