@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -313,6 +314,37 @@ func (f *fleet) round(t *testing.T) {
 	if err := f.svc().StepCampaigns(context.Background()); err != nil {
 		t.Fatalf("scheduler round: %v", err)
 	}
+}
+
+// TestCampaignConcurrentRounds: every node runs the scheduler, so rounds
+// over one campaign overlap; none of them fails, and each device of the
+// wave is told once.
+func TestCampaignConcurrentRounds(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, srv *testserver.Server) {
+		f := newFleet(t, srv, model.TenantEnterprise, 12)
+		c := f.create(t, map[string]any{"wave_size": 12})
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- f.svc().StepCampaigns(context.Background())
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("a round beside others: %v", err)
+			}
+		}
+		told := f.waitFor(t, c.ID, model.UpdateNotified, 12)
+		if got := ids(told); !slices.Equal(got, f.devices) {
+			t.Errorf("told %v, want %v", got, f.devices)
+		}
+	})
 }
 
 // TestCampaignResumeAfterFailurePause: resuming a campaign the failure gate

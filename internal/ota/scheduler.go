@@ -251,6 +251,11 @@ func (s *Service) tellReady(ctx context.Context, c *model.Campaign) error {
 			}
 			return nil
 		}); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				// Another node's scheduler told these devices meanwhile
+				// (every node steps every campaign): nothing was written.
+				return store.ErrStale
+			}
 			return err
 		}
 		if len(ready) < assignBatch {
