@@ -6,8 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
