@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/steward-iot/steward/internal/client"
 	"github.com/steward-iot/steward/internal/est"
@@ -173,6 +175,7 @@ type cluster struct {
 	a, b              *node
 	key, tenant, prod string
 	storeURL          string
+	busPrefix         string
 	anchor            *x509.CertPool
 }
 
@@ -184,7 +187,7 @@ func startCluster(t *testing.T) *cluster {
 	busURL, prefix := natstest.URL(), natstest.Prefix(t)
 	storeURL := pgtest.URL(t)
 	bin := buildBinary(t)
-	c := &cluster{storeURL: storeURL}
+	c := &cluster{storeURL: storeURL, busPrefix: prefix}
 	dirA, dirB := t.TempDir(), t.TempDir()
 	c.a = startNode(t, bin, "A", dirA, storeURL, busURL, prefix)
 	// Every node of a platform holds the same CA (docs/operations.md).
@@ -489,7 +492,10 @@ func loadedCluster(t *testing.T, n int) (*cluster, *sim.Sim, func()) {
 }
 
 // checkTelemetry compares, per device, the telemetry messages the
-// platform acknowledged with the points stored (metric "temp").
+// platform acknowledged with the points stored (metric "temp"). An
+// acknowledged message may still be in the telemetry stream (a node
+// killed while holding it hands it on after the ack wait), so it waits,
+// within a bound, for the stored counts to catch up.
 func checkTelemetry(t *testing.T, c *cluster, s *sim.Sim) {
 	t.Helper()
 	db, err := sql.Open("pgx", c.storeURL)
@@ -497,6 +503,58 @@ func checkTelemetry(t *testing.T, c *cluster, s *sim.Sim) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	acked := s.AckedTelemetry()
+	behind := func(stored map[string]int64) (n int64) {
+		for id, a := range acked {
+			n += max(a-stored[id], 0)
+		}
+		return n
+	}
+	var stored map[string]int64
+	start := time.Now()
+	for deadline := start.Add(60 * time.Second); ; {
+		stored = storedTelemetry(t, db)
+		if behind(stored) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var total, have, lost int64
+	for id, a := range acked {
+		total += a
+		have += stored[id]
+		if stored[id] < a {
+			lost += a - stored[id]
+			t.Errorf("device %s: %d telemetry messages acknowledged, %d stored", id, a, stored[id])
+		}
+	}
+	t.Logf("telemetry: %d acknowledged, %d stored (%s after the load stopped), %d acknowledged but lost",
+		total, have, time.Since(start).Round(time.Millisecond), lost)
+	if total == 0 {
+		t.Fatal("no telemetry acknowledged")
+	}
+	// It went through the telemetry stream, which is now drained.
+	nc, err := nats.Connect(natstest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(context.Background(), strings.ToUpper(c.busPrefix)+"_TELEMETRY", "telemetry-ingest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci := cons.CachedInfo(); ci.Delivered.Stream < uint64(total) || ci.NumPending != 0 {
+		t.Errorf("telemetry stream: %d messages delivered to the nodes (want at least %d), %d pending", ci.Delivered.Stream, total, ci.NumPending)
+	}
+}
+
+// storedTelemetry counts the stored points of metric "temp" per device.
+func storedTelemetry(t *testing.T, db *sql.DB) map[string]int64 {
+	t.Helper()
 	rows, err := db.Query(`SELECT s.device_id, count(*) FROM telemetry t JOIN telemetry_series s ON s.id = t.series_id
 		WHERE s.metric = 'temp' GROUP BY s.device_id`)
 	if err != nil {
@@ -515,19 +573,7 @@ func checkTelemetry(t *testing.T, c *cluster, s *sim.Sim) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	var acked, have, lost int64
-	for id, a := range s.AckedTelemetry() {
-		acked += a
-		have += stored[id]
-		if stored[id] < a {
-			lost += a - stored[id]
-			t.Errorf("device %s: %d telemetry messages acknowledged, %d stored", id, a, stored[id])
-		}
-	}
-	t.Logf("telemetry: %d acknowledged, %d stored, %d acknowledged but lost", acked, have, lost)
-	if acked == 0 {
-		t.Fatal("no telemetry acknowledged")
-	}
+	return stored
 }
 
 // TestRollingRestartUnderLoad restarts each node in turn (SIGTERM, start

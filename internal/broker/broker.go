@@ -133,7 +133,7 @@ type Deps struct {
 	Bus       *bus.Bus
 	Twin      *twin.Service
 	Commands  *commands.Service
-	Ingester  *telemetry.Ingester
+	Ingester  telemetry.Sink // the group-commit writer, or the telemetry stream when scaled out
 	Log       *slog.Logger
 	Metrics   prometheus.Registerer // optional
 	Clock     func() time.Time      // optional (tests)

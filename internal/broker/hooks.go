@@ -475,8 +475,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		case 0:
 			err = b.d.Ingester.Enqueue(ctx, tps)
 		case 1:
-			// Acknowledged after the commit by the acker, not here: the
-			// connection goes on reading meanwhile. Delivery to
+			// Acknowledged by the acker once the points are durable
+			// (committed, or stored in the telemetry stream), not here:
+			// the connection goes on reading meanwhile. Delivery to
 			// subscribers does not wait for the database.
 			s.ackAdd()
 			id := pk.PacketID
@@ -490,7 +491,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			b.toApps(pk.TopicName, pk.Payload, 1)
 			return pk, packets.ErrRejectPacket
 		default:
-			err = b.d.Ingester.Write(ctx, tps) // QoS 2: PUBREC after the commit
+			err = b.d.Ingester.Write(ctx, tps) // QoS 2: PUBREC once durable
 		}
 		if err != nil {
 			return pk, b.storeFailed(s, pk, err)

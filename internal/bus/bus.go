@@ -36,10 +36,18 @@ type Config struct {
 	Name string
 	// EventRetention is the max age of stored events; 0 = 7 days.
 	EventRetention time.Duration
-	// Replicas of the events stream on a clustered external server; 0 = 1.
+	// TelemetryRetention is the max age of telemetry waiting in the
+	// telemetry stream to be stored; 0 = 24 hours.
+	TelemetryRetention time.Duration
+	// TelemetryAckWait is how long a node may hold telemetry it took from
+	// the stream before it goes to another node; 0 = 10 s.
+	TelemetryAckWait time.Duration
+	// Replicas of the events and telemetry streams on a clustered
+	// external server; 0 = 1.
 	Replicas int
 	// RetryBackoff is the redelivery delay after the n-th failed attempt in
-	// ConsumeEvents (the last value repeats); nil = 1s, 5s, 30s, 1m, 5m.
+	// ConsumeEvents and of telemetry after a failed commit (the last value
+	// repeats); nil = 1s, 5s, 30s, 1m, 5m.
 	RetryBackoff []time.Duration
 }
 
@@ -63,7 +71,11 @@ type Bus struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream string
-	closed chan struct{} // closed by the nats ClosedHandler
+	// tjs publishes telemetry asynchronously (its own in-flight limit
+	// and ack timeout); tstream is the telemetry stream.
+	tjs     jetstream.JetStream
+	tstream string
+	closed  chan struct{} // closed by the nats ClosedHandler
 
 	// ctx is cancelled by Close so that subscriptions and workers stop
 	// before the connection is drained; wg tracks their goroutines.
@@ -91,6 +103,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.EventRetention <= 0 {
 		cfg.EventRetention = defaultRetention
 	}
+	if cfg.TelemetryRetention <= 0 {
+		cfg.TelemetryRetention = defaultTelemetryKeep
+	}
+	if cfg.TelemetryAckWait <= 0 {
+		cfg.TelemetryAckWait = defaultTelemetryAckWait
+	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
@@ -100,11 +118,13 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.Name == "" {
 		cfg.Name = "steward"
 	}
+	name := strings.ToUpper(strings.ReplaceAll(cfg.Prefix, "-", "_"))
 	b := &Bus{
-		cfg:    cfg,
-		log:    log.With("component", "bus"),
-		stream: strings.ToUpper(strings.ReplaceAll(cfg.Prefix, "-", "_")) + "_EVENTS",
-		closed: make(chan struct{}),
+		cfg:     cfg,
+		log:     log.With("component", "bus"),
+		stream:  name + "_EVENTS",
+		tstream: name + "_TELEMETRY",
+		closed:  make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
@@ -116,6 +136,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	}
 	if err == nil {
 		b.js, err = jetstream.New(b.nc)
+	}
+	if err == nil {
+		b.tjs, err = jetstream.New(b.nc, jetstream.WithPublishAsyncMaxPending(telemetryMaxPending),
+			jetstream.WithPublishAsyncTimeout(telemetryPubTimeout))
 	}
 	if err == nil {
 		err = b.ensureStream(ctx)
@@ -189,22 +213,12 @@ func (b *Bus) connectExternal() error {
 	return nil
 }
 
-// ensureStream creates or updates the events stream. It refuses to take
-// over a stream of the same name that serves other subjects (prefixes
-// "a-b" and "a_b", or "x" and "X", map to the same stream name).
+// ensureStream creates or updates the events and telemetry streams.
 func (b *Bus) ensureStream(ctx context.Context) error {
-	subject := b.Subject("events", ">")
-	if s, err := b.js.Stream(ctx, b.stream); err == nil {
-		if subj := s.CachedInfo().Config.Subjects; len(subj) != 1 || subj[0] != subject {
-			return fmt.Errorf("bus: stream %s already exists for subjects %v, not %s: choose another prefix", b.stream, subj, subject)
-		}
-	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("bus: look up stream %s: %w", b.stream, err)
-	}
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := b.ensure(ctx, jetstream.StreamConfig{
 		Name:        b.stream,
 		Description: "Steward domain events",
-		Subjects:    []string{subject},
+		Subjects:    []string{b.Subject("events", ">")},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
@@ -213,7 +227,35 @@ func (b *Bus) ensureStream(ctx context.Context) error {
 		Replicas:    b.cfg.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("bus: create or update stream %s: %w", b.stream, err)
+		return err
+	}
+	return b.ensure(ctx, jetstream.StreamConfig{
+		Name:        b.tstream,
+		Description: "Steward telemetry waiting to be stored",
+		Subjects:    []string{b.Subject("telemetry", ">")},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy, // gone once stored and acked
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      b.cfg.TelemetryRetention,
+		Duplicates:  dupWindow,
+		Replicas:    b.cfg.Replicas,
+	})
+}
+
+// ensure creates or updates a stream. It refuses to take over a stream of
+// the same name that serves other subjects (prefixes "a-b" and "a_b", or
+// "x" and "X", map to the same stream name).
+func (b *Bus) ensure(ctx context.Context, cfg jetstream.StreamConfig) error {
+	subject := cfg.Subjects[0]
+	if s, err := b.js.Stream(ctx, cfg.Name); err == nil {
+		if subj := s.CachedInfo().Config.Subjects; len(subj) != 1 || subj[0] != subject {
+			return fmt.Errorf("bus: stream %s already exists for subjects %v, not %s: choose another prefix", cfg.Name, subj, subject)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("bus: look up stream %s: %w", cfg.Name, err)
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("bus: create or update stream %s: %w", cfg.Name, err)
 	}
 	return nil
 }

@@ -110,8 +110,10 @@ func external(t *testing.T) deployment {
 		if first == nil {
 			first = b
 			t.Cleanup(func() { // runs after later buses closed (cleanups are LIFO)
-				if err := b.JetStream().DeleteStream(context.Background(), b.StreamName()); err != nil {
-					t.Errorf("delete stream %s: %v", b.StreamName(), err)
+				for _, name := range []string{b.StreamName(), b.TelemetryStreamName()} {
+					if err := b.JetStream().DeleteStream(context.Background(), name); err != nil {
+						t.Errorf("delete stream %s: %v", name, err)
+					}
 				}
 				_ = b.Close()
 			})

@@ -24,6 +24,11 @@ type connectivityParts struct {
 	Commands  *commands.Service
 	Telemetry *telemetry.Service
 	Ingester  *telemetry.Ingester
+	// streamSink, with an external bus, carries the broker's telemetry
+	// through the bus's telemetry stream; every node's share of it is
+	// written through Ingester (stopIngest stops taking it).
+	streamSink *telemetry.StreamSink
+	stopIngest func()
 	// Broker is the MQTT broker; nil when no MQTT listener is configured.
 	Broker *broker.Broker
 	// BrokerConfig, when set before Start, adjusts the broker's settings
@@ -47,6 +52,19 @@ func (s *Server) openConnectivity() {
 	s.Commands = commands.New(s.Store, s.Log.With("component", "commands"))
 	s.Telemetry = telemetry.NewService(s.Store, s.Log.With("component", "telemetry"), s.Config.Telemetry.Retention)
 	s.Ingester = telemetry.NewIngester(s.Store, s.Log.With("component", "ingest"), telemetry.IngestOptions{})
+	// A single node with the embedded bus writes directly: there is no
+	// work to share, and the stream would add a write per message.
+	if !s.Bus.Embedded() {
+		s.streamSink = telemetry.NewStreamSink(s.Bus, s.Log.With("component", "ingest"))
+	}
+}
+
+// telemetrySink is where the broker puts telemetry.
+func (s *Server) telemetrySink() telemetry.Sink {
+	if s.streamSink != nil {
+		return s.streamSink
+	}
+	return s.Ingester
 }
 
 // connectivityDeps is what the API gets.
@@ -72,6 +90,17 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 	go func() { defer s.connWG.Done(); s.Ingester.Run(ctx) }()
 	go func() { defer s.connWG.Done(); s.Commands.RunSweeper(ctx, s.CommandSweep) }()
 	go func() { defer s.connWG.Done(); s.Telemetry.RunPruner(ctx, s.Config.Telemetry.PruneEvery) }()
+	if s.streamSink != nil {
+		// Every node takes a share of the stream, with or without MQTT
+		// listeners of its own.
+		s.connWG.Add(1)
+		go func() { defer s.connWG.Done(); s.streamSink.Run(ctx) }()
+		stop, err := telemetry.Consume(ctx, s.Bus, s.Ingester, s.Log.With("component", "ingest"))
+		if err != nil {
+			return fmt.Errorf("consuming telemetry: %w", err)
+		}
+		s.stopIngest = stop
+	}
 
 	m := s.Config.MQTT
 	cfg := broker.Config{Listen: m.Listen, TokenListen: m.TokenListen, WSListen: m.WSListen, PlainListen: m.PlainListen,
@@ -98,7 +127,7 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	deps := broker.Deps{Auth: s.Authenticator, Store: s.Store, Bus: s.Bus, Twin: s.Twin,
-		Commands: s.Commands, Ingester: s.Ingester, Log: s.Log, Metrics: s.API.Metrics, OnConnectionEvent: s.ConnWatch.Observe,
+		Commands: s.Commands, Ingester: s.telemetrySink(), Log: s.Log, Metrics: s.API.Metrics, OnConnectionEvent: s.ConnWatch.Observe,
 		Neighbours: s.Discovery,
 		OTA:        s.OTA}
 	s.brokerDetection(&deps)
@@ -146,12 +175,17 @@ func (s *Server) MQTTAddr(listener string) string {
 	return ""
 }
 
-// stopConnectivity closes the broker (clients get DISCONNECT), then lets
-// the telemetry writer commit what is queued.
+// stopConnectivity stops taking telemetry from the stream (what this node
+// holds is committed and acked, the rest goes to other nodes), closes the
+// broker (clients get DISCONNECT), then lets the telemetry writer commit
+// what is queued and the stream sink hear the stream's last answers.
 func (s *Server) stopConnectivity(ctx context.Context) error {
 	var err error
 	if s.stopRoute != nil {
 		s.stopRoute()
+	}
+	if s.stopIngest != nil {
+		s.stopIngest()
 	}
 	if s.Broker != nil {
 		err = s.Broker.Close(ctx)

@@ -1,10 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +75,12 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		}
 	}
 	cache.mu.RUnlock()
+	// Rows are locked in one order (series, then time) in every
+	// transaction: batches of several nodes touching the same series at
+	// once would otherwise deadlock.
+	slices.SortFunc(missing, func(a, b pointKey) int {
+		return cmp.Or(cmp.Compare(a.tenant, b.tenant), cmp.Compare(a.device, b.device), cmp.Compare(a.metric, b.metric))
+	})
 
 	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -108,6 +116,19 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		ins.Close()
 		sel.Close()
 	}
+	type lastValue struct {
+		id int64
+		p  model.TelemetryPoint
+	}
+	lasts := make([]lastValue, 0, len(last))
+	for k, i := range last {
+		lasts = append(lasts, lastValue{ids[k], rows[i]})
+	}
+	slices.SortFunc(lasts, func(a, b lastValue) int { return cmp.Compare(a.id, b.id) })
+	sid := func(p model.TelemetryPoint) int64 { return ids[pointKey{p.TenantID, p.DeviceID, p.Metric}] }
+	slices.SortFunc(rows, func(a, b model.TelemetryPoint) int {
+		return cmp.Or(cmp.Compare(sid(a), sid(b)), cmp.Compare(toMicro(a.Time), toMicro(b.Time)))
+	})
 	// Points go in chunks of pointChunk rows through one prepared
 	// statement (parsed once per batch, few calls into the driver), the
 	// rest one by one.
@@ -119,10 +140,10 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	if err != nil {
 		return fail(err)
 	}
-	for k, i := range last {
-		p := rows[i]
+	for _, l := range lasts {
+		p := l.p
 		ts := toMicro(p.Time)
-		if _, err := up.ExecContext(ctx, ts, string(p.Kind), p.Num, p.Text, ids[k], ts); err != nil {
+		if _, err := up.ExecContext(ctx, ts, string(p.Kind), p.Num, p.Text, l.id, ts); err != nil {
 			up.Close()
 			return fail(err)
 		}

@@ -41,7 +41,7 @@ func Require(tb testing.TB) {
 }
 
 // Prefix requires the server and returns a new bus prefix; the prefix's
-// events stream is deleted when the test ends.
+// streams are deleted when the test ends.
 func Prefix(tb testing.TB) string {
 	tb.Helper()
 	Require(tb)
@@ -61,6 +61,7 @@ func Prefix(tb testing.TB) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = js.DeleteStream(ctx, strings.ToUpper(prefix)+"_EVENTS")
+		_ = js.DeleteStream(ctx, strings.ToUpper(prefix)+"_TELEMETRY")
 	})
 	return prefix
 }
