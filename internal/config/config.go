@@ -38,6 +38,15 @@ type Config struct {
 		Prefix string `yaml:"prefix" env:"STEWARD_BUS_PREFIX"`
 		// Replicas of the events stream on a clustered NATS (0 = 1).
 		Replicas int `yaml:"replicas" env:"STEWARD_BUS_REPLICAS"`
+		// EventRetention is how long domain events stay in the stream
+		// (live views and webhooks catch up from it; 0 = 7 days).
+		EventRetention time.Duration `yaml:"event_retention" env:"STEWARD_BUS_EVENT_RETENTION"`
+		// TelemetryRetention bounds how long telemetry may wait in the
+		// stream for a node to store it (external bus only; 0 = 24 h).
+		TelemetryRetention time.Duration `yaml:"telemetry_retention" env:"STEWARD_BUS_TELEMETRY_RETENTION"`
+		// TelemetryAckWait is how long a node may hold telemetry it took
+		// from the stream before another node gets it (0 = 10 s).
+		TelemetryAckWait time.Duration `yaml:"telemetry_ack_wait" env:"STEWARD_BUS_TELEMETRY_ACK_WAIT"`
 	} `yaml:"bus"`
 	Log struct {
 		Level  string `yaml:"level" env:"STEWARD_LOG_LEVEL"`   // debug, info, warn, error
@@ -222,6 +231,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Bus.Replicas < 0 || c.Bus.Replicas > 5 || (c.Bus.Replicas > 1 && c.Bus.URL == "") {
 		return &FieldError{"bus.replicas", fmt.Sprintf("%d must be 0 to 5, and more than 1 only with an external bus.url", c.Bus.Replicas)}
+	}
+	for _, d := range []struct {
+		field    string
+		v, least time.Duration
+	}{
+		{"bus.event_retention", c.Bus.EventRetention, time.Hour},
+		{"bus.telemetry_retention", c.Bus.TelemetryRetention, time.Minute},
+		{"bus.telemetry_ack_wait", c.Bus.TelemetryAckWait, time.Second},
+	} {
+		if d.v != 0 && d.v < d.least {
+			return &FieldError{d.field, fmt.Sprintf("%s is too short: at least %s (or 0 for the default)", d.v, d.least)}
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

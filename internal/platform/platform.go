@@ -86,7 +86,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	}
 	s.Store = st
 	b, err := bus.Open(ctx, bus.Config{URL: cfg.Bus.URL, DataDir: filepath.Join(cfg.DataDir, "bus"), Prefix: cfg.Bus.Prefix,
-		Replicas: cfg.Bus.Replicas, Name: "steward"}, log.With("component", "bus"))
+		Replicas: cfg.Bus.Replicas, Name: "steward", EventRetention: cfg.Bus.EventRetention,
+		TelemetryRetention: cfg.Bus.TelemetryRetention, TelemetryAckWait: cfg.Bus.TelemetryAckWait}, log.With("component", "bus"))
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("opening the event bus: %w", err)
