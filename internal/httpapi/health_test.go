@@ -51,6 +51,8 @@ func TestHealthAndMetrics(t *testing.T) {
 			`(?m)^steward_http_requests_total\{code="201",method="POST",route="/api/v1/devices"\} 1$`,
 			`(?m)^steward_http_request_duration_seconds_bucket\{`,
 			`(?m)^go_goroutines `,
+			`(?m)^# TYPE steward_telemetry_points_written_total counter$`,
+			`(?m)^steward_telemetry_points_dropped_total 0$`,
 		} {
 			if !regexp.MustCompile(re).MatchString(text) {
 				t.Errorf("/metrics has no line matching %s", re)

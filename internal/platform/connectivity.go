@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/steward-iot/steward/internal/broker"
 	"github.com/steward-iot/steward/internal/cluster"
@@ -56,6 +59,24 @@ func (s *Server) openConnectivity() {
 	// work to share, and the stream would add a write per message.
 	if !s.Bus.Embedded() {
 		s.streamSink = telemetry.NewStreamSink(s.Bus, s.Log.With("component", "ingest"))
+	}
+}
+
+// telemetryMetrics exports the ingestion counters: what this node
+// committed, gave up, and (external bus) handed to the telemetry stream.
+func (s *Server) telemetryMetrics(reg prometheus.Registerer) {
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	in := s.Ingester
+	reg.MustRegister(
+		counter("steward_telemetry_points_written_total", "Telemetry points this node committed to the store.", &in.Points),
+		counter("steward_telemetry_batches_total", "Transactions of telemetry points this node committed.", &in.Batches),
+		counter("steward_telemetry_points_dropped_total", "Telemetry points given up after failed writes.", &in.Dropped))
+	if ss := s.streamSink; ss != nil {
+		reg.MustRegister(
+			counter("steward_telemetry_stream_published_total", "Telemetry messages the bus's telemetry stream stored for this node's devices.", &ss.Published),
+			counter("steward_telemetry_stream_failed_total", "Telemetry messages that could not be put on the telemetry stream.", &ss.Failed))
 	}
 }
 

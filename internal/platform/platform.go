@@ -111,6 +111,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	s.mountDeviceAPI()
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.telemetryMetrics(metrics)
 	s.API = httpapi.New(httpapi.Deps{Registry: s.Registry, Store: st, Bus: b, Log: log, Metrics: metrics,
 		Version: version, AllowHTTPWebhooks: cfg.Dev || cfg.Webhooks.AllowHTTP, Ready: s.ready, Identity: s.Identity,
 		Connectivity: s.connectivityDeps(), Security: s.securityDeps(), OTA: s.otaDeps(),
