@@ -195,16 +195,7 @@ func (b *Bus) subscribe(ctx context.Context, filter string, afterSeq uint64, fn 
 	if err != nil {
 		return nil, err
 	}
-	if err := b.track(); err != nil {
-		it.Stop()
-		return nil, err
-	}
-	ctx, cancel := b.runCtx(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer b.wg.Done()
-		defer close(done)
-		defer cancel()
+	stop, err = b.spawn(ctx, func(ctx context.Context) {
 		next := start
 		for {
 			msg, err := it.Next(jetstream.NextContext(ctx))
@@ -235,8 +226,11 @@ func (b *Bus) subscribe(ctx context.Context, filter string, afterSeq uint64, fn 
 				fn(ev)
 			}
 		}
-	}()
-	return func() { cancel(); <-done }, nil
+	})
+	if err != nil {
+		it.Stop()
+	}
+	return stop, err
 }
 
 // ordered starts an ordered (ephemeral, flow-controlled, self-healing)
@@ -315,19 +309,7 @@ func (b *Bus) consume(ctx context.Context, cfg jetstream.ConsumerConfig, fn func
 	cfg.AckPolicy = jetstream.AckExplicitPolicy
 	cfg.AckWait = ackWait
 	cfg.MaxDeliver = maxDeliver
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("bus: create consumer %s: %w", durable, err)
-	}
-	if err := b.track(); err != nil {
-		return nil, err
-	}
-	ctx, cancel := b.runCtx(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer b.wg.Done()
-		defer close(done)
-		defer cancel()
+	return b.runConsumer(ctx, b.stream, cfg, func(ctx context.Context, cons jetstream.Consumer) {
 		for ctx.Err() == nil {
 			batch, err := cons.Fetch(fetchBatch, jetstream.FetchContext(ctx))
 			if err == nil {
@@ -351,6 +333,34 @@ func (b *Bus) consume(ctx context.Context, cfg jetstream.ConsumerConfig, fn func
 			}
 			sleepCtx(ctx, time.Second)
 		}
+	})
+}
+
+// runConsumer creates or updates the durable cfg on stream and runs loop
+// with it on a tracked goroutine until ctx is done, the returned stop is
+// called or the bus is closed; stop waits for loop to return.
+func (b *Bus) runConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig, loop func(context.Context, jetstream.Consumer)) (stop func(), err error) {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bus: create consumer %s: %w", cfg.Durable, err)
+	}
+	return b.spawn(ctx, func(ctx context.Context) { loop(ctx, cons) })
+}
+
+// spawn runs fn on a goroutine the bus tracks, with a context that ends
+// with ctx, with the returned stop or when the bus closes; stop waits for
+// fn to return. It fails once Close has begun.
+func (b *Bus) spawn(ctx context.Context, fn func(context.Context)) (stop func(), err error) {
+	if err := b.track(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := b.runCtx(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer b.wg.Done()
+		defer close(done)
+		defer cancel()
+		fn(ctx)
 	}()
 	return func() { cancel(); <-done }, nil
 }

@@ -173,22 +173,9 @@ func (b *Bus) ConsumeTelemetry(ctx context.Context, fn func(context.Context, *Te
 		MaxDeliver:    -1, // the stream's max age bounds retrying
 		MaxAckPending: telemetryMaxAckPending,
 	}
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.tstream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("bus: create consumer %s: %w", TelemetryDurable, err)
-	}
-	if err := b.track(); err != nil {
-		return nil, err
-	}
-	ctx, cancel := b.runCtx(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer b.wg.Done()
-		defer close(done)
-		defer cancel()
+	return b.runConsumer(ctx, b.tstream, cfg, func(ctx context.Context, cons jetstream.Consumer) {
 		b.consumeTelemetry(ctx, cons, cfg, fn)
-	}()
-	return func() { cancel(); <-done }, nil
+	})
 }
 
 func (b *Bus) consumeTelemetry(ctx context.Context, cons jetstream.Consumer, cfg jetstream.ConsumerConfig, fn func(context.Context, *TelemetryMsg)) {
