@@ -145,30 +145,6 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// copyDir copies the files of one folder level (the CA in data_dir/pki).
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // cluster is two nodes sharing one PostgreSQL schema and one NATS prefix,
 // a tenant and a product.
 type cluster struct {
@@ -191,7 +167,7 @@ func startCluster(t *testing.T) *cluster {
 	dirA, dirB := t.TempDir(), t.TempDir()
 	c.a = startNode(t, bin, "A", dirA, storeURL, busURL, prefix)
 	// Every node of a platform holds the same CA (docs/operations.md).
-	copyDir(t, filepath.Join(dirA, "pki"), filepath.Join(dirB, "pki"))
+	testserver.CopyFiles(t, filepath.Join(dirA, "pki"), filepath.Join(dirB, "pki"))
 	c.b = startNode(t, bin, "B", dirB, storeURL, busURL, prefix)
 
 	k, err := os.ReadFile(filepath.Join(dirA, "admin-api-key"))

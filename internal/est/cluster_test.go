@@ -20,27 +20,6 @@ import (
 	"github.com/steward-iot/steward/internal/testutil/testserver"
 )
 
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, _ := e.Info()
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, info.Mode().Perm()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestTwoNodes runs two platform nodes on one PostgreSQL database and one
 // NATS cluster, sharing the CA (its folder copied, as an operator does). A
 // device enrolled through one node is known to the other; a revocation or
@@ -59,7 +38,7 @@ func TestTwoNodes(t *testing.T) {
 			c.Bus.URL = natstest.URL()
 			c.Bus.Prefix = prefix
 			if pkiDir != "" {
-				copyDir(t, pkiDir, filepath.Join(c.DataDir, platform.PKIDir))
+				testserver.CopyFiles(t, pkiDir, filepath.Join(c.DataDir, platform.PKIDir))
 				// The platform's first admin key exists already (node a made it).
 				key, err := os.ReadFile(filepath.Join(filepath.Dir(pkiDir), platform.AdminKeyFile))
 				if err != nil {

@@ -25,30 +25,6 @@ import (
 	"github.com/steward-iot/steward/internal/testutil/testserver"
 )
 
-// copyFiles copies the files of one folder level.
-func copyFiles(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestArtifactsInObjectStore runs two platform nodes on one PostgreSQL
 // database and one S3 bucket (SeaweedFS): content uploaded through one
 // node downloads, whole and by ranges, from the other; identical content
@@ -65,8 +41,8 @@ func TestArtifactsInObjectStore(t *testing.T) {
 	// The second node shares the CA and director key (data_dir/pki), as
 	// docs/operations.md asks, and has no artifacts folder of its own.
 	dirB := t.TempDir()
-	copyFiles(t, filepath.Join(nodeA.Platform.Config.DataDir, platform.PKIDir), filepath.Join(dirB, platform.PKIDir))
-	copyFiles(t, nodeA.Platform.Config.DataDir, dirB) // the admin key file
+	testserver.CopyFiles(t, filepath.Join(nodeA.Platform.Config.DataDir, platform.PKIDir), filepath.Join(dirB, platform.PKIDir))
+	testserver.CopyFiles(t, nodeA.Platform.Config.DataDir, dirB) // the admin key file
 	nodeB := testserver.Start(t, testserver.Options{Configure: func(c *config.Config) {
 		c.DataDir, c.Store.URL, c.OTA.StorageURL = dirB, storeURL, storageURL
 	}})
