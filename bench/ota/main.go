@@ -30,25 +30,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/steward-iot/steward/bench/internal/fleet"
 	"github.com/steward-iot/steward/bench/internal/summary"
-	"github.com/steward-iot/steward/internal/authz"
-	"github.com/steward-iot/steward/internal/config"
-	"github.com/steward-iot/steward/internal/model"
-	"github.com/steward-iot/steward/internal/ota"
-	"github.com/steward-iot/steward/internal/platform"
-	"github.com/steward-iot/steward/internal/registry"
 )
 
 type options struct {
@@ -113,70 +104,16 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfg := config.Default()
-	cfg.Dev = !o.TLS
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.MQTT.Listen, cfg.EST.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	srv, err := platform.New(ctx, cfg, slog.New(slog.DiscardHandler), "bench")
+	p, stop, err := startImagePlatform(ctx, o, dir, "")
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Start(ctx); err != nil {
-		return nil, err
-	}
-	keyB, err := os.ReadFile(filepath.Join(cfg.DataDir, platform.AdminKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	key := strings.TrimSpace(string(keyB))
-	admin := &authz.Principal{KeyID: "bench", Role: model.RolePlatformAdmin}
-	ten, err := srv.Registry.CreateTenant(ctx, admin, "bench", model.TenantEnterprise)
-	if err != nil {
-		return nil, err
-	}
-	prod, err := srv.Registry.CreateProduct(ctx, admin, ten.ID, registry.ProductInput{Vendor: "Bench", Model: "B1"})
-	if err != nil {
-		return nil, err
-	}
-
-	// The image, on disk once for the bare server and once in the
-	// platform's artifact store.
-	path := filepath.Join(dir, "image.bin")
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	size := int64(o.SizeMiB) << 20
-	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
-		return nil, err
-	}
-	f.Close()
-	art, err := srv.OTA.CreateArtifact(ctx, "bench", ten.ID, ota.ArtifactInput{Name: "image.bin", Version: "1.0.0",
-		ProductIDs: []string{prod.ID}, HardwareIDs: []string{"bench"}})
-	if err != nil {
-		return nil, err
-	}
-	f, err = os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	srv.OTA.MaxArtifactBytes = size
-	if _, err := srv.OTA.Upload(ctx, "bench", ten.ID, art.ID, f, ""); err != nil {
-		return nil, err
-	}
-	f.Close()
+	defer stop()
 
 	// The bare server: http.ServeContent of the same file, on the same
 	// kind of listener (TLS when the platform's is).
-	platformURL := srv.URL()
 	bareSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f, err := os.Open(path)
+		f, err := os.Open(p.image)
 		if err != nil {
 			http.Error(w, err.Error(), 500)
 			return
@@ -189,9 +126,8 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	scheme := "http"
-	if strings.HasPrefix(platformURL, "https:") {
-		scheme = "https"
+	scheme := p.scheme()
+	if scheme == "https" {
 		cert, err := selfSigned()
 		if err != nil {
 			return nil, err
@@ -202,44 +138,12 @@ func run(ctx context.Context, o options) (*result, error) {
 	defer bareSrv.Close()
 	bareURL := scheme + "://" + ln.Addr().String() + "/image.bin"
 
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableCompression: true}}
-	get := func(url string, hdr map[string]string) (float64, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		start := time.Now()
-		res, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		defer res.Body.Close()
-		n, err := io.Copy(io.Discard, res.Body)
-		if err != nil {
-			return 0, err
-		}
-		if res.StatusCode != http.StatusOK || n != size {
-			return 0, fmt.Errorf("%s: %s, %d bytes", url, res.Status, n)
-		}
-		return float64(n) / (1 << 20) / time.Since(start).Seconds(), nil
+	plat, bare, err := alternate(o.Rounds, func() (float64, error) { return p.viaPlatform(ctx) },
+		func() (float64, error) { return p.download(ctx, bareURL, nil) })
+	if err != nil {
+		return nil, err
 	}
-	auth := map[string]string{"Authorization": "Bearer " + key, "X-Steward-Tenant": ten.ID}
-	dl := platformURL + "/api/v1/artifacts/" + art.ID + "/content"
-	var ps, bs []float64
-	for i := -1; i < o.Rounds; i++ { // round -1 warms both up
-		p, err := get(dl, auth)
-		if err != nil {
-			return nil, err
-		}
-		b, err := get(bareURL, nil)
-		if err != nil {
-			return nil, err
-		}
-		if i >= 0 {
-			ps, bs = append(ps, p), append(bs, b)
-		}
-	}
-	return &result{size: size, platform: median(ps), bare: median(bs), scheme: scheme}, nil
+	return &result{size: p.size, platform: plat, bare: bare, scheme: scheme}, nil
 }
 
 func median(v []float64) float64 {

@@ -3,29 +3,17 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/steward-iot/steward/bench/internal/summary"
-	"github.com/steward-iot/steward/internal/authz"
-	"github.com/steward-iot/steward/internal/config"
-	"github.com/steward-iot/steward/internal/model"
-	"github.com/steward-iot/steward/internal/ota"
-	"github.com/steward-iot/steward/internal/platform"
-	"github.com/steward-iot/steward/internal/registry"
 	"github.com/steward-iot/steward/internal/testutil/s3test"
 )
 
@@ -73,124 +61,27 @@ func runObjectStore(ctx context.Context, o options) (*objectResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cfg := config.Default()
-	cfg.Dev = !o.TLS
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.MQTT.Listen, cfg.EST.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.OTA.StorageURL = s3test.StorageURL(ep, bucket)
-	srv, err := platform.New(ctx, cfg, slog.New(slog.DiscardHandler), "bench")
+	p, stop, err := startImagePlatform(ctx, o, dir, s3test.StorageURL(ep, bucket))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Start(ctx); err != nil {
-		return nil, err
-	}
-	keyB, err := os.ReadFile(filepath.Join(cfg.DataDir, platform.AdminKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	admin := &authz.Principal{KeyID: "bench", Role: model.RolePlatformAdmin}
-	ten, err := srv.Registry.CreateTenant(ctx, admin, "bench", model.TenantEnterprise)
-	if err != nil {
-		return nil, err
-	}
-	prod, err := srv.Registry.CreateProduct(ctx, admin, ten.ID, registry.ProductInput{Vendor: "Bench", Model: "B1"})
-	if err != nil {
-		return nil, err
-	}
-
-	// The image: random bytes in a file, uploaded with its digest announced.
-	size := int64(o.SizeMiB) << 20
-	path := filepath.Join(dir, "image.bin")
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
-		return nil, err
-	}
-	f.Close()
-	digest := hex.EncodeToString(h.Sum(nil))
-	art, err := srv.OTA.CreateArtifact(ctx, "bench", ten.ID, ota.ArtifactInput{Name: "image.bin", Version: "1.0.0",
-		ProductIDs: []string{prod.ID}, HardwareIDs: []string{"bench"}})
-	if err != nil {
-		return nil, err
-	}
-	if f, err = os.Open(path); err != nil {
-		return nil, err
-	}
-	srv.OTA.MaxArtifactBytes = size
-	_, err = srv.OTA.Upload(ctx, "bench", ten.ID, art.ID, f, digest)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableCompression: true}}
-	viaPlatform := func() (float64, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL()+"/api/v1/artifacts/"+art.ID+"/content", nil)
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(keyB)))
-		req.Header.Set("X-Steward-Tenant", ten.ID)
-		start := time.Now()
-		res, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		defer res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("platform download: %s", res.Status)
-		}
-		return rate(res.Body, size, start)
-	}
+	defer stop()
 	s3c := s3test.Client(ep)
 	direct := func() (float64, error) {
 		start := time.Now()
 		out, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket),
-			Key: aws.String("sha256/" + digest[:2] + "/" + digest)})
+			Key: aws.String("sha256/" + p.digest[:2] + "/" + p.digest)})
 		if err != nil {
 			return 0, err
 		}
 		defer out.Body.Close()
-		return rate(out.Body, size, start)
+		return rate(out.Body, p.size, start)
 	}
-	var ps, ds []float64
-	for i := -1; i < o.Rounds; i++ { // round -1 warms both up
-		p, err := viaPlatform()
-		if err != nil {
-			return nil, err
-		}
-		d, err := direct()
-		if err != nil {
-			return nil, err
-		}
-		if i >= 0 {
-			ps, ds = append(ps, p), append(ds, d)
-		}
-	}
-	scheme := "http"
-	if strings.HasPrefix(srv.URL(), "https:") {
-		scheme = "https"
-	}
-	return &objectResult{size: size, platform: median(ps), direct: median(ds), scheme: scheme}, nil
-}
-
-// rate reads body to the end and returns MiB/s since start.
-func rate(body io.Reader, size int64, start time.Time) (float64, error) {
-	n, err := io.Copy(io.Discard, body)
+	plat, direct2, err := alternate(o.Rounds, func() (float64, error) { return p.viaPlatform(ctx) }, direct)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if n != size {
-		return 0, fmt.Errorf("got %d bytes of %d", n, size)
-	}
-	return float64(n) / (1 << 20) / time.Since(start).Seconds(), nil
+	return &objectResult{size: p.size, platform: plat, direct: direct2, scheme: p.scheme()}, nil
 }
 
 func (r *objectResult) print(w io.Writer, o options) {
