@@ -32,36 +32,38 @@ type codeData struct {
 	Next, NextLabel             string
 }
 
-// confirmSerial checks the serial typed to confirm an action that cannot
-// be undone, and says what to do when it does not match.
-func (d *Dashboard) confirmSerial(w http.ResponseWriter, r *http.Request, back string) (*model.Device, bool) {
+// confirmSerial opens a lifecycle action that cannot be undone: the
+// caller may change devices' lifecycle, the service is there (available),
+// and the serial typed to confirm matches; otherwise it answers and says
+// what to do. back is the device's page.
+func (d *Dashboard) confirmSerial(w http.ResponseWriter, r *http.Request, available bool) (dev *model.Device, back string, ok bool) {
+	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
+		return nil, "", false
+	}
+	if !available {
+		d.notFound(w, r)
+		return nil, "", false
+	}
+	back = "/devices/" + url.PathEscape(chi.URLParam(r, "deviceID"))
 	v := visitFrom(r.Context())
 	dev, err := d.Store.GetDevice(r.Context(), v.tenantID(), chi.URLParam(r, "deviceID"))
 	if errors.Is(err, store.ErrNotFound) {
 		d.notFound(w, r)
-		return nil, false
+		return nil, "", false
 	}
 	if err != nil {
 		d.redirect(w, r, back, "error", d.explain(err))
-		return nil, false
+		return nil, "", false
 	}
 	if strings.TrimSpace(r.PostFormValue("confirm")) != dev.Serial {
 		d.redirect(w, r, back, "error", "This cannot be undone. Type the device's serial ("+dev.Serial+") in the confirmation field.")
-		return nil, false
+		return nil, "", false
 	}
-	return dev, true
+	return dev, back, true
 }
 
 func (d *Dashboard) deviceRelease(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
-		return
-	}
-	if d.Identity == nil {
-		d.notFound(w, r)
-		return
-	}
-	back := "/devices/" + url.PathEscape(chi.URLParam(r, "deviceID"))
-	dev, ok := d.confirmSerial(w, r, back)
+	dev, back, ok := d.confirmSerial(w, r, d.Identity != nil)
 	if !ok {
 		return
 	}
@@ -82,15 +84,7 @@ func (d *Dashboard) deviceRelease(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) deviceDecommission(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
-		return
-	}
-	if d.Retire == nil {
-		d.notFound(w, r)
-		return
-	}
-	back := "/devices/" + url.PathEscape(chi.URLParam(r, "deviceID"))
-	dev, ok := d.confirmSerial(w, r, back)
+	dev, back, ok := d.confirmSerial(w, r, d.Retire != nil)
 	if !ok {
 		return
 	}
