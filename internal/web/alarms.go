@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -67,14 +66,7 @@ func (d *Dashboard) alarmsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Items = items
-	if next != "" {
-		nv := url.Values{}
-		for k, v := range q {
-			nv[k] = v
-		}
-		nv.Set("cursor", next)
-		data.NextURL = "/alarms?" + nv.Encode()
-	}
+	data.NextURL = nextPage("/alarms", q, next)
 	d.render(w, r, http.StatusOK, "alarms", d.live(r, &view{Title: "Alarms", Nav: "alarms", Data: data}))
 }
 

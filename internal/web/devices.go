@@ -254,14 +254,7 @@ func (d *Dashboard) devicesPage(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		base := f.values()
-		if next != "" {
-			nv := url.Values{}
-			for k, v := range base {
-				nv[k] = v
-			}
-			nv.Set("cursor", next)
-			data.NextURL = "/devices?" + nv.Encode()
-		}
+		data.NextURL = nextPage("/devices", base, next)
 		if cursor != "" {
 			data.FirstURL = "/devices"
 			if len(base) > 0 {

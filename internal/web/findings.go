@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -63,14 +62,7 @@ func (d *Dashboard) findingsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Items = items
-	if next != "" {
-		nv := url.Values{}
-		for k, v := range q {
-			nv[k] = v
-		}
-		nv.Set("cursor", next)
-		data.NextURL = "/findings?" + nv.Encode()
-	}
+	data.NextURL = nextPage("/findings", q, next)
 	d.render(w, r, http.StatusOK, "findings", &view{Title: "Findings", Nav: "findings", Data: data})
 }
 
