@@ -31,11 +31,7 @@ func (d *Dashboard) alarmRoutes(r chi.Router) {
 }
 
 func (d *Dashboard) alarmsPage(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesRead) {
-		return
-	}
-	if d.Alarms == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesRead, d.Alarms != nil) {
 		return
 	}
 	ctx := r.Context()
@@ -71,11 +67,7 @@ func (d *Dashboard) alarmsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) alarmAcknowledge(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesWrite) {
-		return
-	}
-	if d.Alarms == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesWrite, d.Alarms != nil) {
 		return
 	}
 	back := "/alarms"

@@ -207,11 +207,7 @@ func pretty(raw json.RawMessage) string {
 // twinDesired replaces the desired document, if desired is still at the
 // version the form was made from (the API's If-Match).
 func (d *Dashboard) twinDesired(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesWrite) {
-		return
-	}
-	if d.Twin == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesWrite, d.Twin != nil) {
 		return
 	}
 	v := visitFrom(r.Context())
@@ -246,11 +242,7 @@ func (d *Dashboard) twinDesired(w http.ResponseWriter, r *http.Request) {
 
 // commandSend queues a command for the device.
 func (d *Dashboard) commandSend(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
-		return
-	}
-	if d.Commands == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesLifecycle, d.Commands != nil) {
 		return
 	}
 	v := visitFrom(r.Context())
@@ -283,11 +275,7 @@ func (d *Dashboard) commandSend(w http.ResponseWriter, r *http.Request) {
 
 // certRevoke revokes one of the device's certificates with a reason.
 func (d *Dashboard) certRevoke(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
-		return
-	}
-	if d.Identity == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesLifecycle, d.Identity != nil) {
 		return
 	}
 	ctx := r.Context()

@@ -34,11 +34,7 @@ type findingsData struct {
 }
 
 func (d *Dashboard) findingsPage(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesRead) {
-		return
-	}
-	if d.Defender == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesRead, d.Defender != nil) {
 		return
 	}
 	ctx := r.Context()
@@ -67,11 +63,7 @@ func (d *Dashboard) findingsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) findingSuppress(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesWrite) {
-		return
-	}
-	if d.Defender == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesWrite, d.Defender != nil) {
 		return
 	}
 	back := "/findings"

@@ -126,3 +126,31 @@ func roleChoices(own model.Role, tenant string) []model.Role {
 	}
 	return out
 }
+
+// serves opens a tenant page or form that needs perm and a service that
+// may not be configured (available): false when it has answered already
+// (not signed in to a tenant, not allowed, or not found).
+func (d *Dashboard) serves(w http.ResponseWriter, r *http.Request, perm authz.Permission, available bool) bool {
+	if !d.inTenant(w, r) || !d.allowed(w, r, perm) {
+		return false
+	}
+	if !available {
+		d.notFound(w, r)
+		return false
+	}
+	return true
+}
+
+// nextPage is the address of a list's next page: path with q's
+// parameters and cursor; "" when there is no next page.
+func nextPage(path string, q url.Values, cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	nv := url.Values{}
+	for k, v := range q {
+		nv[k] = v
+	}
+	nv.Set("cursor", cursor)
+	return path + "?" + nv.Encode()
+}

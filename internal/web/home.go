@@ -94,11 +94,7 @@ func (d *Dashboard) myHome(w http.ResponseWriter, r *http.Request) {
 
 // claimSubmit claims a device by its code, as POST /api/v1/claims does.
 func (d *Dashboard) claimSubmit(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
-		return
-	}
-	if d.Identity == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesLifecycle, d.Identity != nil) {
 		return
 	}
 	v := visitFrom(r.Context())

@@ -37,11 +37,7 @@ type codeData struct {
 // and the serial typed to confirm matches; otherwise it answers and says
 // what to do. back is the device's page.
 func (d *Dashboard) confirmSerial(w http.ResponseWriter, r *http.Request, available bool) (dev *model.Device, back string, ok bool) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesLifecycle) {
-		return nil, "", false
-	}
-	if !available {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesLifecycle, available) {
 		return nil, "", false
 	}
 	back = "/devices/" + url.PathEscape(chi.URLParam(r, "deviceID"))
@@ -174,11 +170,7 @@ func (d *Dashboard) neighboursPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) neighbourKnown(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesWrite) {
-		return
-	}
-	if d.Discovery == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesWrite, d.Discovery != nil) {
 		return
 	}
 	v := visitFrom(r.Context())
@@ -191,11 +183,7 @@ func (d *Dashboard) neighbourKnown(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) neighbourAdopt(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesWrite) {
-		return
-	}
-	if d.Discovery == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesWrite, d.Discovery != nil) {
 		return
 	}
 	v := visitFrom(r.Context())

@@ -242,17 +242,3 @@ func localPath(p string) string {
 	}
 	return p
 }
-
-// nextPage is the address of a list's next page: path with q's
-// parameters and cursor; "" when there is no next page.
-func nextPage(path string, q url.Values, cursor string) string {
-	if cursor == "" {
-		return ""
-	}
-	nv := url.Values{}
-	for k, v := range q {
-		nv[k] = v
-	}
-	nv.Set("cursor", cursor)
-	return path + "?" + nv.Encode()
-}

@@ -31,11 +31,7 @@ type fwRow struct {
 }
 
 func (d *Dashboard) vulnsPage(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesRead) {
-		return
-	}
-	if d.Vulns == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesRead, d.Vulns != nil) {
 		return
 	}
 	ctx := r.Context()
@@ -92,11 +88,7 @@ type advisoryData struct {
 }
 
 func (d *Dashboard) advisoryPage(w http.ResponseWriter, r *http.Request) {
-	if !d.inTenant(w, r) || !d.allowed(w, r, authz.DevicesRead) {
-		return
-	}
-	if d.Vulns == nil {
-		d.notFound(w, r)
+	if !d.serves(w, r, authz.DevicesRead, d.Vulns != nil) {
 		return
 	}
 	ctx := r.Context()
