@@ -124,7 +124,7 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	// through the _pragma in the URL for machines that need it.
 	pragmas := "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)"
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	w, err := openCached("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate", stmtCacheSize)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	if n <= 0 {
 		n = max(4, 2*runtime.NumCPU())
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+	r, err := openCached("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)", stmtCacheSize)
 	if err != nil {
 		w.Close()
 		return nil, err
