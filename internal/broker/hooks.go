@@ -457,8 +457,15 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if pk.FixedHeader.Qos > 0 && k != inTelemetry && k != inTelemetrySenML {
 		s.ackWait() // PUBACKs go out in the order the device published
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
-	defer cancel()
+	// Store calls of a message wait at most 15 s. Telemetry is handed to
+	// the ingester, whose queue bounds its own wait: no timer per message
+	// on the hot path.
+	ctx := b.ctx
+	if k != inTelemetry && k != inTelemetrySenML || pk.FixedHeader.Qos > 1 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(b.ctx, 15*time.Second)
+		defer cancel()
+	}
 	switch k {
 	case inTelemetry, inTelemetrySenML:
 		senml := k == inTelemetrySenML || pk.Properties.ContentType == "application/senml+json"

@@ -10,9 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/steward-iot/steward/internal/model"
 )
@@ -64,42 +69,114 @@ func Decode(payload []byte, senml bool, now time.Time) ([]Point, error) {
 	return DecodeObject(payload, now)
 }
 
-// DecodeObject reads {"ts": …, "metric": value, …}.
+// DecodeObject reads {"ts": …, "metric": value, …}. It is on every
+// telemetry message's path, so it reads the payload as a stream of tokens
+// (no map, no reflection). A metric named twice is refused: which of the
+// two values was meant cannot be known (RFC 8259 §4, RFC 7493 §2.3).
 func DecodeObject(payload []byte, now time.Time) ([]Point, error) {
-	var m map[string]json.RawMessage
-	if err := strictUnmarshal(payload, &m); err != nil {
-		return nil, bad("payload is not a JSON object of metrics: %s", jsonReason(err))
+	d := objectDecoders.Get().(*jsontext.Decoder)
+	defer func() {
+		d.Reset(emptyReader) // drop the payload before pooling
+		objectDecoders.Put(d)
+	}()
+	d.Reset(bytes.NewBuffer(payload))
+	notObject := func(err error) error {
+		return bad("payload is not a JSON object of metrics: %s", tokenReason(err))
 	}
-	if m == nil {
+	tok, err := d.ReadToken()
+	if err != nil {
+		return nil, notObject(err)
+	}
+	switch k := tok.Kind(); k {
+	case '{':
+	case 'n':
 		return nil, bad("payload is not a JSON object of metrics: null")
+	default:
+		return nil, bad("payload is not a JSON object of metrics: found a JSON %s", kindName(k))
 	}
-	at := now
-	if raw, ok := m["ts"]; ok {
-		t, err := parseTS(raw, now)
+	out := make([]Point, 0, 4)
+	var (
+		at    = now
+		names = 0
+	)
+	for {
+		tok, err := d.ReadToken()
 		if err != nil {
-			return nil, err
+			return nil, notObject(err)
 		}
-		at = t
-		delete(m, "ts")
-	}
-	if len(m) == 0 {
-		return nil, bad("payload holds no metrics")
-	}
-	if len(m) > MaxPoints {
-		return nil, bad("payload holds %d metrics; at most %d per message", len(m), MaxPoints)
-	}
-	out := make([]Point, 0, len(m))
-	for name, raw := range m {
+		if tok.Kind() == '}' {
+			break
+		}
+		name := tok.String()
+		val, err := d.ReadValue()
+		if err != nil {
+			return nil, notObject(err)
+		}
+		if name == "ts" {
+			if at, err = parseTS(json.RawMessage(val), now); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if names++; names > MaxPoints {
+			return nil, bad("payload holds more than %d metrics; at most %d per message", MaxPoints, MaxPoints)
+		}
 		if err := checkName(name); err != nil {
 			return nil, err
 		}
-		p := Point{Metric: name, Time: at}
-		if err := scalar(raw, &p, name); err != nil {
+		p := Point{Metric: name}
+		if err := scalar(json.RawMessage(val), &p, name); err != nil {
 			return nil, err
 		}
 		out = append(out, p)
 	}
+	if _, err := d.ReadToken(); err != io.EOF {
+		return nil, bad("payload is not a JSON object of metrics: unexpected data after the JSON value")
+	}
+	if len(out) == 0 {
+		return nil, bad("payload holds no metrics")
+	}
+	for i := range out {
+		out[i].Time = at
+	}
 	return out, nil
+}
+
+var (
+	objectDecoders = sync.Pool{New: func() any { return jsontext.NewDecoder(emptyReader) }}
+	emptyReader    = bytes.NewReader(nil)
+)
+
+// tokenReason words a tokenizer error for the device.
+func tokenReason(err error) string {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "unexpected end of input"
+	}
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		if errors.Is(se.Err, jsontext.ErrDuplicateName) {
+			return fmt.Sprintf("%q appears twice", strings.TrimPrefix(string(se.JSONPointer), "/"))
+		}
+		if errors.Is(se.Err, io.ErrUnexpectedEOF) {
+			return "unexpected end of input"
+		}
+		return fmt.Sprintf("%v at byte %d", se.Err, se.ByteOffset)
+	}
+	return err.Error()
+}
+
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "boolean"
+	case '[':
+		return "array"
+	}
+	return "value"
 }
 
 // scalar reads a number, string or boolean into p.
@@ -142,6 +219,15 @@ func scalar(raw json.RawMessage, p *Point, name string) error {
 }
 
 func number(raw json.RawMessage) (float64, error) {
+	if len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+		// A JSON number (the tokenizer checked the grammar, which is a
+		// subset of ParseFloat's): no reflection on the hot path.
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return 0, errors.New("number out of range")
+		}
+		return f, nil
+	}
 	var f float64
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return 0, errors.New(jsonReason(err))

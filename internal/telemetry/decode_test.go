@@ -118,6 +118,11 @@ func TestDecodeRefuses(t *testing.T) {
 		{"empty", ``, false, "empty"},
 		{"not JSON", `{"temp": 21.5`, false, "not a JSON object"},
 		{"trailing data", `{"a":1} {"b":2}`, false, "after the JSON value"},
+		{"trailing garbage", `{"a":1}x`, false, "after the JSON value"},
+		{"trailing comma", `{"a":1,}`, false, "not a JSON object"},
+		{"a metric twice", `{"a":1,"b":2,"a":3}`, false, `"a" appears twice`},
+		{"invalid UTF-8", "{\"a\":\"\xff\"}", false, "UTF-8"},
+		{"an array of numbers", `[1, 2]`, false, "SenML pack"},
 		{"a string", `"hello"`, false, "not a JSON object"},
 		{"null", `null`, false, "null"},
 		{"no metrics", `{"ts": 1767225600}`, false, "no metrics"},
@@ -165,6 +170,17 @@ func TestDecodeRefuses(t *testing.T) {
 				t.Fatalf("reason %q does not say %q", err, c.reason)
 			}
 		})
+	}
+}
+
+// BenchmarkDecodeObject decodes the message of bench/broker's fan-in.
+func BenchmarkDecodeObject(b *testing.B) {
+	payload := []byte(`{"temperature":21.5,"seq":1234}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(payload, false, now); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -15,8 +15,13 @@ type Writer interface {
 	WriteTelemetry(ctx context.Context, points []model.TelemetryPoint) error
 }
 
-// ErrClosed: the ingester has stopped taking points.
-var ErrClosed = errors.New("telemetry: ingester stopped")
+var (
+	// ErrClosed: the ingester has stopped taking points.
+	ErrClosed = errors.New("telemetry: ingester stopped")
+	// ErrBusy: the queue stayed full for QueueWait; the store is not
+	// keeping up (or not answering).
+	ErrBusy = errors.New("telemetry: the store is not keeping up; the write queue stayed full")
+)
 
 // IngestOptions tune batching.
 type IngestOptions struct {
@@ -35,6 +40,9 @@ type IngestOptions struct {
 	Queue int
 	// Retries of a failed write before its points are given up (default 3).
 	Retries int
+	// QueueWait is the longest a message waits for room in a full queue
+	// before it is refused with ErrBusy (default 15s).
+	QueueWait time.Duration
 }
 
 // Ingester batches points from many devices into few transactions: group
@@ -76,6 +84,9 @@ func NewIngester(w Writer, log *slog.Logger, o IngestOptions) *Ingester {
 	if o.Queue <= 0 {
 		o.Queue = 16384
 	}
+	if o.QueueWait <= 0 {
+		o.QueueWait = 15 * time.Second
+	}
 	if o.Retries <= 0 {
 		o.Retries = 3
 	}
@@ -101,7 +112,8 @@ func (in *Ingester) Write(ctx context.Context, pts []model.TelemetryPoint) error
 
 // WriteThen hands pts to the writer and calls then(err) once they are
 // committed (err nil) or given up. Calls happen on the writer's goroutine
-// in submission order and must not block. It blocks while the queue is full.
+// in submission order and must not block. While the queue is full it
+// waits for room, at most QueueWait.
 func (in *Ingester) WriteThen(ctx context.Context, pts []model.TelemetryPoint, then func(error)) error {
 	return in.submit(ctx, &batchReq{pts: pts, then: then})
 }
@@ -119,10 +131,20 @@ func (in *Ingester) submit(ctx context.Context, r *batchReq) error {
 	select {
 	case in.ch <- r:
 		return nil
+	default:
+	}
+	// The queue is full: back-pressure, for at most QueueWait.
+	t := time.NewTimer(in.o.QueueWait)
+	defer t.Stop()
+	select {
+	case in.ch <- r:
+		return nil
 	case <-in.done:
 		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-t.C:
+		return ErrBusy
 	}
 }
 

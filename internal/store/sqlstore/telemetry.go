@@ -39,47 +39,45 @@ func (db *DB) series() *seriesCache {
 // WriteTelemetry inserts the points and moves the series' last values
 // forward in one transaction. Duplicates inside the batch keep the last
 // one (both backends refuse to upsert one row twice in a statement).
+//
+// It is the ingestion's single writer on SQLite, so the work around the
+// statements is kept to one map lookup per point: rows name their series
+// by a slot in the batch and are sorted by integers.
 func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint) error {
 	if len(points) == 0 {
 		return nil
 	}
-	type rowKey struct {
-		pointKey
-		ts int64
-	}
-	idx := make(map[rowKey]int, len(points))
-	rows := make([]model.TelemetryPoint, 0, len(points))
-	last := make(map[pointKey]int, 64)
-	for _, p := range points {
-		k := rowKey{pointKey{p.TenantID, p.DeviceID, p.Metric}, toMicro(p.Time)}
-		if i, ok := idx[k]; ok {
-			rows[i] = p
-		} else {
-			idx[k] = len(rows)
-			rows = append(rows, p)
+	slots := make(map[pointKey]int32, 64)
+	var keys []pointKey // by slot
+	rows := make([]pointRow, len(points))
+	for i, p := range points {
+		k := pointKey{p.TenantID, p.DeviceID, p.Metric}
+		slot, ok := slots[k]
+		if !ok {
+			slot = int32(len(keys))
+			slots[k] = slot
+			keys = append(keys, k)
 		}
-		i := idx[k]
-		if j, ok := last[k.pointKey]; !ok || !rows[j].Time.After(p.Time) {
-			last[k.pointKey] = i
-		}
+		rows[i] = pointRow{slot: slot, ts: toMicro(p.Time), i: int32(i)}
 	}
 	cache := db.series()
-	ids := make(map[pointKey]int64, len(last))
-	var missing []pointKey
+	ids := make([]int64, len(keys)) // by slot
+	var missing []int32
 	cache.mu.RLock()
-	for k := range last {
+	for slot, k := range keys {
 		if id, ok := cache.ids[k]; ok {
-			ids[k] = id
+			ids[slot] = id
 		} else {
-			missing = append(missing, k)
+			missing = append(missing, int32(slot))
 		}
 	}
 	cache.mu.RUnlock()
 	// Rows are locked in one order (series, then time) in every
 	// transaction: batches of several nodes touching the same series at
 	// once would otherwise deadlock.
-	slices.SortFunc(missing, func(a, b pointKey) int {
-		return cmp.Or(cmp.Compare(a.tenant, b.tenant), cmp.Compare(a.device, b.device), cmp.Compare(a.metric, b.metric))
+	slices.SortFunc(missing, func(a, b int32) int {
+		ka, kb := keys[a], keys[b]
+		return cmp.Or(cmp.Compare(ka.tenant, kb.tenant), cmp.Compare(ka.device, kb.device), cmp.Compare(ka.metric, kb.metric))
 	})
 
 	sqlTx, err := db.w.BeginTx(ctx, nil)
@@ -101,38 +99,40 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 			ins.Close()
 			return fail(err)
 		}
-		for _, k := range missing {
-			var id int64
+		for _, slot := range missing {
+			k := keys[slot]
 			if _, err = ins.ExecContext(ctx, k.tenant, k.device, k.metric); err == nil {
-				err = sel.QueryRowContext(ctx, k.tenant, k.device, k.metric).Scan(&id)
+				err = sel.QueryRowContext(ctx, k.tenant, k.device, k.metric).Scan(&ids[slot])
 			}
 			if err != nil {
 				ins.Close()
 				sel.Close()
 				return fail(err)
 			}
-			ids[k] = id
 		}
 		ins.Close()
 		sel.Close()
 	}
-	type lastValue struct {
-		id int64
-		p  model.TelemetryPoint
+	// By series, time and arrival; of one series and time the last to
+	// arrive is kept, and the last row of a series is its newest value.
+	for j := range rows {
+		rows[j].id = ids[rows[j].slot]
 	}
-	lasts := make([]lastValue, 0, len(last))
-	for k, i := range last {
-		lasts = append(lasts, lastValue{ids[k], rows[i]})
-	}
-	slices.SortFunc(lasts, func(a, b lastValue) int { return cmp.Compare(a.id, b.id) })
-	sid := func(p model.TelemetryPoint) int64 { return ids[pointKey{p.TenantID, p.DeviceID, p.Metric}] }
-	slices.SortFunc(rows, func(a, b model.TelemetryPoint) int {
-		return cmp.Or(cmp.Compare(sid(a), sid(b)), cmp.Compare(toMicro(a.Time), toMicro(b.Time)))
+	slices.SortFunc(rows, func(a, b pointRow) int {
+		return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.ts, b.ts), cmp.Compare(a.i, b.i))
 	})
+	kept := rows[:0]
+	for j, r := range rows {
+		if j+1 < len(rows) && rows[j+1].id == r.id && rows[j+1].ts == r.ts {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	rows = kept
 	// Points go in chunks of pointChunk rows through one prepared
 	// statement (parsed once per batch, few calls into the driver), the
 	// rest one by one.
-	if err := insertPoints(ctx, sqlTx, db.d, rows, ids); err != nil {
+	if err := insertPoints(ctx, sqlTx, db.d, rows, points); err != nil {
 		return fail(err)
 	}
 	up, err := sqlTx.PrepareContext(ctx, db.d.rebind(`UPDATE telemetry_series SET last_ts = ?, last_kind = ?, last_num = ?, last_txt = ?
@@ -140,10 +140,12 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	if err != nil {
 		return fail(err)
 	}
-	for _, l := range lasts {
-		p := l.p
-		ts := toMicro(p.Time)
-		if _, err := up.ExecContext(ctx, ts, string(p.Kind), p.Num, p.Text, l.id, ts); err != nil {
+	for j, r := range rows {
+		if j+1 < len(rows) && rows[j+1].id == r.id {
+			continue // not the series' newest
+		}
+		p := points[r.i]
+		if _, err := up.ExecContext(ctx, r.ts, string(p.Kind), p.Num, p.Text, r.id, r.ts); err != nil {
 			up.Close()
 			return fail(err)
 		}
@@ -157,21 +159,31 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		if len(cache.ids)+len(missing) > maxCachedSeries {
 			clear(cache.ids)
 		}
-		for _, k := range missing {
-			cache.ids[k] = ids[k]
+		for _, slot := range missing {
+			cache.ids[keys[slot]] = ids[slot]
 		}
 		cache.mu.Unlock()
 	}
 	return nil
 }
 
+// pointRow is a point of a batch being written: its series (slot in the
+// batch, then ID), time and place in the batch.
+type pointRow struct {
+	id   int64
+	ts   int64
+	slot int32
+	i    int32
+}
+
 const pointChunk = 64
 
 const pointConflict = ` ON CONFLICT (series_id, ts) DO UPDATE SET kind = excluded.kind, num = excluded.num, txt = excluded.txt`
 
-func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []model.TelemetryPoint, ids map[pointKey]int64) error {
-	args := func(p model.TelemetryPoint) []any {
-		return []any{ids[pointKey{p.TenantID, p.DeviceID, p.Metric}], toMicro(p.Time), string(p.Kind), p.Num, p.Text}
+func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointRow, points []model.TelemetryPoint) error {
+	args := func(a []any, r pointRow) []any {
+		p := &points[r.i]
+		return append(a, r.id, r.ts, string(p.Kind), p.Num, p.Text)
 	}
 	if len(rows) >= pointChunk {
 		q := `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)` +
@@ -183,8 +195,8 @@ func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []model.Tele
 		a := make([]any, 0, 5*pointChunk)
 		for len(rows) >= pointChunk {
 			a = a[:0]
-			for _, p := range rows[:pointChunk] {
-				a = append(a, args(p)...)
+			for _, r := range rows[:pointChunk] {
+				a = args(a, r)
 			}
 			if _, err := stmt.ExecContext(ctx, a...); err != nil {
 				stmt.Close()
@@ -202,8 +214,9 @@ func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []model.Tele
 		return err
 	}
 	defer stmt.Close()
-	for _, p := range rows {
-		if _, err := stmt.ExecContext(ctx, args(p)...); err != nil {
+	a := make([]any, 0, 5)
+	for _, r := range rows {
+		if _, err := stmt.ExecContext(ctx, args(a[:0], r)...); err != nil {
 			return err
 		}
 	}
