@@ -71,6 +71,8 @@ type DB struct {
 	w  *sql.DB // all writes (SQLite: exactly one connection)
 	r  *sql.DB // reads (SQLite: a pool of read-only connections)
 	pg bool
+	// group shares commits between concurrent writes (SQLite).
+	group groupCommit
 }
 
 var _ store.Store = (*DB)(nil)
@@ -288,21 +290,14 @@ func (db *DB) Close() error {
 	return err
 }
 
-// Update runs fn in one write transaction.
+// Update runs fn in one write transaction. On SQLite, transactions that
+// wait for the single writer at the same moment share one commit (see
+// groupcommit.go).
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	sqlTx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("starting a transaction: %w", err)
+	if db.pg {
+		return db.update(ctx, fn)
 	}
-	t := &tx{reader: reader{q: sqlTx, d: db.d}, tx: sqlTx}
-	if err := fn(t); err != nil {
-		sqlTx.Rollback()
-		return err
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", mapErr(err, ""))
-	}
-	return nil
+	return db.group.update(db, ctx, fn)
 }
 
 // DBs exposes the underlying handles to tests and benchmarks that must
