@@ -155,7 +155,7 @@ func tokenReason(err error) string {
 	var se *jsontext.SyntacticError
 	if errors.As(err, &se) {
 		if errors.Is(se.Err, jsontext.ErrDuplicateName) {
-			return fmt.Sprintf("%q appears twice", strings.TrimPrefix(string(se.JSONPointer), "/"))
+			return fmt.Sprintf("%q appears twice", se.JSONPointer.LastToken())
 		}
 		if errors.Is(se.Err, io.ErrUnexpectedEOF) {
 			return "unexpected end of input"
@@ -188,21 +188,21 @@ func scalar(raw json.RawMessage, p *Point, name string) error {
 	switch raw[0] {
 	case '"':
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return bad("metric %q: %s", name, jsonReason(err))
+		if err := str(raw, &s); err != nil {
+			return bad("metric %q: %v", name, err)
 		}
 		if len(s) > MaxStringLen {
 			return bad("metric %q: string of %d bytes; at most %d", name, len(s), MaxStringLen)
 		}
 		p.Kind, p.Text = model.KindString, s
 	case 't', 'f':
-		var b bool
-		if err := json.Unmarshal(raw, &b); err != nil {
-			return bad("metric %q: %s", name, jsonReason(err))
-		}
 		p.Kind, p.Num = model.KindBool, 0
-		if b {
+		switch string(raw) {
+		case "true":
 			p.Num = 1
+		case "false":
+		default:
+			return bad("metric %q: must be true or false", name)
 		}
 	case '{', '[':
 		return bad("metric %q: value must be a number, a string or a boolean, not an object or array", name)
@@ -339,25 +339,52 @@ var errEOF = errors.New("unexpected EOF")
 // ---- SenML ----
 
 // DecodeSenML reads a SenML pack (RFC 8428, JSON representation).
+//
+// Like DecodeObject it reads the payload as a stream of tokens, and a
+// record that names a field twice is refused.
 func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
-	var recs []map[string]json.RawMessage
-	if err := strictUnmarshal(payload, &recs); err != nil {
-		return nil, bad("payload is not a SenML pack (a JSON array of objects): %s", jsonReason(err))
+	d := objectDecoders.Get().(*jsontext.Decoder)
+	defer func() {
+		d.Reset(emptyReader)
+		objectDecoders.Put(d)
+	}()
+	d.Reset(bytes.NewBuffer(payload))
+	notPack := func(err error) error {
+		return bad("payload is not a SenML pack (a JSON array of objects): %s", tokenReason(err))
 	}
-	if len(recs) == 0 {
-		return nil, bad("SenML pack is empty")
+	tok, err := d.ReadToken()
+	if err != nil {
+		return nil, notPack(err)
 	}
-	if len(recs) > MaxPoints {
-		return nil, bad("SenML pack holds %d records; at most %d per message", len(recs), MaxPoints)
+	if k := tok.Kind(); k != '[' {
+		return nil, bad("payload is not a SenML pack (a JSON array of objects): found a JSON %s", kindName(k))
 	}
 	var (
 		bn         string
 		bt, bv, bs float64
-		out        = make([]Point, 0, len(recs))
+		out        = make([]Point, 0, 4)
 	)
-	for i, r := range recs {
-		if r == nil {
+	for i := 0; ; i++ {
+		tok, err := d.ReadToken()
+		if err != nil {
+			return nil, notPack(err)
+		}
+		switch k := tok.Kind(); k {
+		case '{':
+		case ']':
+		case 'n':
 			return nil, bad("SenML record %d is null", i)
+		default:
+			return nil, bad("payload is not a SenML pack (a JSON array of objects): record %d is a JSON %s", i, kindName(k))
+		}
+		if tok.Kind() == ']' {
+			if i == 0 {
+				return nil, bad("SenML pack is empty")
+			}
+			break
+		}
+		if i == MaxPoints {
+			return nil, bad("SenML pack holds more than %d records; at most %d per message", MaxPoints, MaxPoints)
 		}
 		var (
 			n, vs, vd, unit string
@@ -367,8 +394,20 @@ func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
 			values          int
 			valueLabel      string
 		)
-		for label, raw := range r {
-			var err error
+		for {
+			tok, err := d.ReadToken()
+			if err != nil {
+				return nil, notPack(err)
+			}
+			if tok.Kind() == '}' {
+				break
+			}
+			label := tok.String()
+			rawValue, err := d.ReadValue()
+			if err != nil {
+				return nil, notPack(err)
+			}
+			raw := json.RawMessage(rawValue)
 			switch label {
 			case "bn":
 				err = str(raw, &bn)
@@ -405,7 +444,12 @@ func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
 					err = fmt.Errorf("string of %d bytes; at most %d", len(vs), MaxStringLen)
 				}
 			case "vb":
-				if e := json.Unmarshal(raw, &vb); e != nil || bytes.TrimSpace(raw)[0] == 'n' {
+				switch string(bytes.TrimSpace(raw)) {
+				case "true":
+					vb = true
+				case "false":
+					vb = false
+				default:
 					err = errors.New("must be true or false")
 				}
 				values, valueLabel = values+1, label
@@ -469,6 +513,9 @@ func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
 		}
 		out = append(out, p)
 	}
+	if _, err := d.ReadToken(); err != io.EOF {
+		return nil, bad("payload is not a SenML pack (a JSON array of objects): unexpected data after the JSON value")
+	}
 	if len(out) == 0 {
 		return nil, bad("SenML pack holds no values")
 	}
@@ -476,12 +523,18 @@ func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
 }
 
 func str(raw json.RawMessage, dst *string) error {
-	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '"' {
+	if raw = bytes.TrimSpace(raw); len(raw) < 2 || raw[0] != '"' {
 		return errors.New("must be a string")
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
+	if bytes.IndexByte(raw, '\\') < 0 { // no escapes: the text between the quotes
+		*dst = string(raw[1 : len(raw)-1])
+		return nil
+	}
+	b, err := jsontext.AppendUnquote(nil, raw)
+	if err != nil {
 		return errors.New("must be a string")
 	}
+	*dst = string(b)
 	return nil
 }
 

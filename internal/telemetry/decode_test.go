@@ -154,6 +154,10 @@ func TestDecodeRefuses(t *testing.T) {
 		{"SenML null record", `[null]`, true, "null"},
 		{"SenML only base records", `[{"bn":"a"}]`, true, "no values"},
 		{"SenML absolute time before 2000", `[{"n":"a","v":1,"t":300000000}]`, true, "before 2000"},
+		{"SenML field twice", `[{"n":"a","v":1,"v":2}]`, true, `"v" appears twice`},
+		{"SenML record not an object", `[{"n":"a","v":1}, 5]`, true, "record 1 is a JSON number"},
+		{"SenML trailing data", `[{"n":"a","v":1}] x`, true, "after the JSON value"},
+		{"SenML unclosed", `[{"n":"a","v":1}`, true, "unexpected end of input"},
 		{"SenML huge sum", `[{"n":"a","s":1e308,"bs":1e308}]`, true, "out of range"},
 	}
 	for _, c := range cases {
@@ -170,6 +174,17 @@ func TestDecodeRefuses(t *testing.T) {
 				t.Fatalf("reason %q does not say %q", err, c.reason)
 			}
 		})
+	}
+}
+
+// BenchmarkDecodeSenML decodes a pack of three records with base fields.
+func BenchmarkDecodeSenML(b *testing.B) {
+	payload := []byte(`[{"bn":"boiler/","bt":1767225600,"bu":"Cel","n":"flow","v":61.2},{"n":"return","v":44.0,"t":10},{"n":"pump","vb":true}]`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(payload, true, now); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
