@@ -34,7 +34,12 @@ var (
 // ConflictError names the value that is taken.
 type ConflictError struct{ What string }
 
-func (e *ConflictError) Error() string { return e.What + " already exists" }
+func (e *ConflictError) Error() string {
+	if e.What == "" {
+		return "a record with the same unique values already exists"
+	}
+	return e.What + " already exists"
+}
 func (e *ConflictError) Unwrap() error { return ErrConflict }
 
 // ListOptions is a plain keyset page: items after Cursor, at most Limit.
