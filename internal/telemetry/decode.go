@@ -74,12 +74,8 @@ func Decode(payload []byte, senml bool, now time.Time) ([]Point, error) {
 // (no map, no reflection). A metric named twice is refused: which of the
 // two values was meant cannot be known (RFC 8259 §4, RFC 7493 §2.3).
 func DecodeObject(payload []byte, now time.Time) ([]Point, error) {
-	d := objectDecoders.Get().(*jsontext.Decoder)
-	defer func() {
-		d.Reset(emptyReader) // drop the payload before pooling
-		objectDecoders.Put(d)
-	}()
-	d.Reset(bytes.NewBuffer(payload))
+	d := getDecoder(payload)
+	defer putDecoder(d)
 	notObject := func(err error) error {
 		return bad("payload is not a JSON object of metrics: %s", tokenReason(err))
 	}
@@ -99,38 +95,29 @@ func DecodeObject(payload []byte, now time.Time) ([]Point, error) {
 		at    = now
 		names = 0
 	)
-	for {
-		tok, err := d.ReadToken()
-		if err != nil {
-			return nil, notObject(err)
-		}
-		if tok.Kind() == '}' {
-			break
-		}
-		name := tok.String()
-		val, err := d.ReadValue()
-		if err != nil {
-			return nil, notObject(err)
-		}
+	err = eachMember(d, notObject, func(name string, val json.RawMessage) error {
 		if name == "ts" {
-			if at, err = parseTS(json.RawMessage(val), now); err != nil {
-				return nil, err
-			}
-			continue
+			var err error
+			at, err = parseTS(val, now)
+			return err
 		}
 		if names++; names > MaxPoints {
-			return nil, bad("payload holds more than %d metrics; at most %d per message", MaxPoints, MaxPoints)
+			return bad("payload holds more than %d metrics; at most %d per message", MaxPoints, MaxPoints)
 		}
 		if err := checkName(name); err != nil {
-			return nil, err
+			return err
 		}
 		p := Point{Metric: name}
-		if err := scalar(json.RawMessage(val), &p, name); err != nil {
-			return nil, err
+		if err := scalar(val, &p, name); err != nil {
+			return err
 		}
 		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if _, err := d.ReadToken(); err != io.EOF {
+	if !atEnd(d) {
 		return nil, bad("payload is not a JSON object of metrics: unexpected data after the JSON value")
 	}
 	if len(out) == 0 {
@@ -143,9 +130,50 @@ func DecodeObject(payload []byte, now time.Time) ([]Point, error) {
 }
 
 var (
-	objectDecoders = sync.Pool{New: func() any { return jsontext.NewDecoder(emptyReader) }}
-	emptyReader    = bytes.NewReader(nil)
+	decoders    = sync.Pool{New: func() any { return jsontext.NewDecoder(emptyReader) }}
+	emptyReader = bytes.NewReader(nil)
 )
+
+// getDecoder gives a pooled tokenizer reading payload (without copying it).
+func getDecoder(payload []byte) *jsontext.Decoder {
+	d := decoders.Get().(*jsontext.Decoder)
+	d.Reset(bytes.NewBuffer(payload))
+	return d
+}
+
+func putDecoder(d *jsontext.Decoder) {
+	d.Reset(emptyReader) // drop the payload before pooling
+	decoders.Put(d)
+}
+
+// eachMember reads the members of the object whose '{' was just read, up
+// to its '}', calling fn with each name and raw (checked) value. The value
+// is only valid during the call. A syntax error goes through syntax.
+func eachMember(d *jsontext.Decoder, syntax func(error) error, fn func(name string, val json.RawMessage) error) error {
+	for {
+		tok, err := d.ReadToken()
+		if err != nil {
+			return syntax(err)
+		}
+		if tok.Kind() == '}' {
+			return nil
+		}
+		name := tok.String()
+		val, err := d.ReadValue()
+		if err != nil {
+			return syntax(err)
+		}
+		if err := fn(name, json.RawMessage(val)); err != nil {
+			return err
+		}
+	}
+}
+
+// atEnd reports whether nothing but white space follows the value read.
+func atEnd(d *jsontext.Decoder) bool {
+	_, err := d.ReadToken()
+	return err == io.EOF
+}
 
 // tokenReason words a tokenizer error for the device.
 func tokenReason(err error) string {
@@ -343,12 +371,8 @@ var errEOF = errors.New("unexpected EOF")
 // Like DecodeObject it reads the payload as a stream of tokens, and a
 // record that names a field twice is refused.
 func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
-	d := objectDecoders.Get().(*jsontext.Decoder)
-	defer func() {
-		d.Reset(emptyReader)
-		objectDecoders.Put(d)
-	}()
-	d.Reset(bytes.NewBuffer(payload))
+	d := getDecoder(payload)
+	defer putDecoder(d)
 	notPack := func(err error) error {
 		return bad("payload is not a SenML pack (a JSON array of objects): %s", tokenReason(err))
 	}
@@ -394,20 +418,8 @@ func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
 			values          int
 			valueLabel      string
 		)
-		for {
-			tok, err := d.ReadToken()
-			if err != nil {
-				return nil, notPack(err)
-			}
-			if tok.Kind() == '}' {
-				break
-			}
-			label := tok.String()
-			rawValue, err := d.ReadValue()
-			if err != nil {
-				return nil, notPack(err)
-			}
-			raw := json.RawMessage(rawValue)
+		err = eachMember(d, notPack, func(label string, raw json.RawMessage) error {
+			var err error
 			switch label {
 			case "bn":
 				err = str(raw, &bn)
@@ -467,13 +479,17 @@ func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
 				err = num(raw, &ut)
 			default:
 				if strings.HasSuffix(label, "_") {
-					return nil, bad("SenML record %d: field %q must be understood and is not supported", i, label)
+					return bad("SenML record %d: field %q must be understood and is not supported", i, label)
 				}
 				// Other extension fields may be ignored (RFC 8428 §4.4).
 			}
 			if err != nil {
-				return nil, bad("SenML record %d, field %q: %v", i, label, err)
+				return bad("SenML record %d, field %q: %v", i, label, err)
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		if values > 1 {
 			return nil, bad("SenML record %d holds more than one of v, vs, vb, vd", i)
@@ -513,7 +529,7 @@ func DecodeSenML(payload []byte, now time.Time) ([]Point, error) {
 		}
 		out = append(out, p)
 	}
-	if _, err := d.ReadToken(); err != io.EOF {
+	if !atEnd(d) {
 		return nil, bad("payload is not a SenML pack (a JSON array of objects): unexpected data after the JSON value")
 	}
 	if len(out) == 0 {
