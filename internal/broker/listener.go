@@ -69,7 +69,8 @@ func (l *tcpListener) serveConn(conn net.Conn, establish listeners.EstablishFn) 
 	}
 	_ = conn.SetDeadline(time.Now().Add(connectTimeout))
 	if l.tls != nil {
-		tconn := tls.Server(conn, l.tls)
+		rec := newRecordConn(conn)
+		tconn := tls.Server(rec, l.tls)
 		ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 		err := tconn.HandshakeContext(ctx)
 		cancel()
@@ -78,7 +79,7 @@ func (l *tcpListener) serveConn(conn net.Conn, establish listeners.EstablishFn) 
 			conn.Close()
 			return
 		}
-		conn = tconn
+		conn = newIdleConn(tconn, rec) // see idleconn.go
 	}
 	// The handshake grew this goroutine's stack (deep crypto calls); a
 	// fresh goroutine carries the long-lived, mostly idle connection, whose
