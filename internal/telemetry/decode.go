@@ -91,17 +91,14 @@ func DecodeObject(payload []byte, now time.Time) ([]Point, error) {
 		return nil, bad("payload is not a JSON object of metrics: found a JSON %s", kindName(k))
 	}
 	out := make([]Point, 0, 4)
-	var (
-		at    = now
-		names = 0
-	)
+	at := now
 	err = eachMember(d, notObject, func(name string, val json.RawMessage) error {
 		if name == "ts" {
 			var err error
 			at, err = parseTS(val, now)
 			return err
 		}
-		if names++; names > MaxPoints {
+		if len(out) == MaxPoints {
 			return bad("payload holds more than %d metrics; at most %d per message", MaxPoints, MaxPoints)
 		}
 		if err := checkName(name); err != nil {
@@ -247,17 +244,15 @@ func scalar(raw json.RawMessage, p *Point, name string) error {
 }
 
 func number(raw json.RawMessage) (float64, error) {
+	var f float64
 	if len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
 		// A JSON number (the tokenizer checked the grammar, which is a
 		// subset of ParseFloat's): no reflection on the hot path.
-		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		var err error
+		if f, err = strconv.ParseFloat(string(raw), 64); err != nil {
 			return 0, errors.New("number out of range")
 		}
-		return f, nil
-	}
-	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil {
+	} else if err := json.Unmarshal(raw, &f); err != nil {
 		return 0, errors.New(jsonReason(err))
 	}
 	if math.IsInf(f, 0) || math.IsNaN(f) {
@@ -272,8 +267,8 @@ func parseTS(raw json.RawMessage, now time.Time) (time.Time, error) {
 	var t time.Time
 	if len(raw) > 0 && raw[0] == '"' {
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return t, bad("ts: %s", jsonReason(err))
+		if err := str(raw, &s); err != nil {
+			return t, bad("ts: %v", err)
 		}
 		v, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
@@ -329,21 +324,6 @@ func checkName(n string) error {
 		if !alnum && c != '-' && c != ':' && c != '.' && c != '/' && c != '_' {
 			return bad("metric name %q: only letters, digits and - : . / _ are allowed", n)
 		}
-	}
-	return nil
-}
-
-// strictUnmarshal decodes exactly one JSON value (no trailing data).
-func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("unexpected data after the JSON value")
-	}
-	if _, err := dec.Token(); err == nil {
-		return errors.New("unexpected data after the JSON value")
 	}
 	return nil
 }
