@@ -312,22 +312,29 @@ func (d *decoder) byte() byte {
 
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("truncated or bad varint")
+	if !d.skipVarint(n) {
 		return 0
 	}
-	d.b = d.b[n:]
 	return v
 }
 
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("truncated or bad varint")
+	if !d.skipVarint(n) {
 		return 0
 	}
-	d.b = d.b[n:]
 	return v
+}
+
+// skipVarint moves past a varint of n bytes, as encoding/binary reports
+// it (n <= 0: truncated or overflowing).
+func (d *decoder) skipVarint(n int) bool {
+	if n <= 0 {
+		d.fail("truncated or bad varint")
+		return false
+	}
+	d.b = d.b[n:]
+	return true
 }
 
 func (d *decoder) uint64() uint64 {
