@@ -454,14 +454,15 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	_, rest, _ := splitDevice(pk.TopicName)
 	k, reqID := classify(rest)
-	if pk.FixedHeader.Qos > 0 && k != inTelemetry && k != inTelemetrySenML {
+	telemetryMsg := k == inTelemetry || k == inTelemetrySenML
+	if pk.FixedHeader.Qos > 0 && !telemetryMsg {
 		s.ackWait() // PUBACKs go out in the order the device published
 	}
 	// Store calls of a message wait at most 15 s. Telemetry is handed to
 	// the ingester, whose queue bounds its own wait: no timer per message
 	// on the hot path.
 	ctx := b.ctx
-	if k != inTelemetry && k != inTelemetrySenML || pk.FixedHeader.Qos > 1 {
+	if !telemetryMsg || pk.FixedHeader.Qos > 1 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(b.ctx, 15*time.Second)
 		defer cancel()
