@@ -54,12 +54,12 @@ func run(o options, log io.Writer) (*report, error) {
 			}
 			if !skip["fanin"] {
 				for _, qos := range []byte{0, 1} {
-					r, err := fanIn(t, o.Publishers, o.Messages, qos, log)
+					rs, err := fanIn(t, o.Publishers, o.Messages, qos, log)
 					if err != nil {
 						t.stop()
 						return nil, fmt.Errorf("%s fan-in QoS %d: %w", name, qos, err)
 					}
-					rep.Results = append(rep.Results, r)
+					rep.Results = append(rep.Results, rs...)
 				}
 			}
 			if !skip["connrate"] {
@@ -98,15 +98,19 @@ func run(o options, log io.Writer) (*report, error) {
 const payloadFmt = `{"temperature":21.5,"seq":%d}`
 
 // fanIn: publishers send to their own telemetry topic, one consumer gets all.
-func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) (result, error) {
+//
+// It also reports the server's CPU time per delivered message, from the
+// first publish to the last delivery: less noisy than the rate on a
+// shared machine, where the load generator competes for the same cores.
+func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) ([]result, error) {
 	total := int64(pubs * msgs)
 	cons, err := t.consumer()
 	if err != nil {
-		return result{}, fmt.Errorf("consumer: %w", err)
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	defer cons.c.Close()
 	if err := cons.subscribe("d/+/telemetry", qos); err != nil {
-		return result{}, err
+		return nil, err
 	}
 	var got atomic.Int64
 	var last atomic.Int64 // unix nanos of the last delivery
@@ -138,7 +142,7 @@ func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) (result, error) {
 	for i := range conns {
 		c, err := t.device(i, 600)
 		if err != nil {
-			return result{}, fmt.Errorf("publisher %d: %w", i, err)
+			return nil, fmt.Errorf("publisher %d: %w", i, err)
 		}
 		conns[i] = c
 		defer c.c.Close()
@@ -198,6 +202,7 @@ func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) (result, error) {
 			errs <- <-acked
 		}()
 	}
+	cpu0 := cpuTime(t.pid())
 	t0 := time.Now()
 	close(startGate)
 	wg.Wait()
@@ -205,7 +210,7 @@ func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) (result, error) {
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			return result{}, fmt.Errorf("publisher: %w", err)
+			return nil, fmt.Errorf("publisher: %w", err)
 		}
 	}
 	// Wait for the consumer: everything, or no progress for 3 s.
@@ -213,7 +218,7 @@ func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) (result, error) {
 	for got.Load() < total {
 		select {
 		case err := <-consDone:
-			return result{}, fmt.Errorf("consumer: %w", err)
+			return nil, fmt.Errorf("consumer: %w", err)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if n := got.Load(); n != prev {
@@ -223,14 +228,20 @@ func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) (result, error) {
 		}
 	}
 	n := got.Load()
+	cpu := cpuTime(t.pid()) - cpu0
 	elapsed := time.Duration(last.Load() - t0.UnixNano())
 	if n == 0 || elapsed <= 0 {
-		return result{}, errors.New("nothing delivered")
+		return nil, errors.New("nothing delivered")
 	}
 	rate := float64(n) / elapsed.Seconds()
 	note := fmt.Sprintf("%d/%d delivered in %v (publishers done in %v)", n, total, elapsed.Round(time.Millisecond), sent.Round(time.Millisecond))
-	fmt.Fprintf(log, "%s fan-in QoS %d: %.0f msg/s, %s\n", t.name, qos, rate, note)
-	return result{Broker: t.name, Scenario: fmt.Sprintf("fan-in QoS %d (%d publishers)", qos, pubs), Value: rate, Unit: "msg/s", Note: note}, nil
+	perMsg := float64(cpu.Microseconds()) / float64(n)
+	fmt.Fprintf(log, "%s fan-in QoS %d: %.0f msg/s, %s; server CPU %.1f µs/msg\n", t.name, qos, rate, note, perMsg)
+	return []result{
+		{Broker: t.name, Scenario: fmt.Sprintf("fan-in QoS %d (%d publishers)", qos, pubs), Value: rate, Unit: "msg/s", Note: note},
+		{Broker: t.name, Scenario: fmt.Sprintf("server CPU per message, QoS %d", qos), Value: perMsg, Unit: "µs",
+			Note: fmt.Sprintf("%v of CPU for %d messages", cpu.Round(time.Millisecond), n)},
+	}, nil
 }
 
 // connRate: TLS handshake with a client certificate + CONNECT/CONNACK.
@@ -344,6 +355,8 @@ func (r *report) print(w io.Writer, markdown bool) {
 		switch x.Unit {
 		case "bytes":
 			return fmt.Sprintf("%.1f KiB", x.Value/1024)
+		case "µs":
+			return fmt.Sprintf("%.1f µs", x.Value)
 		default:
 			return fmt.Sprintf("%.0f %s", x.Value, x.Unit)
 		}

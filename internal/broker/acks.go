@@ -35,22 +35,46 @@ func newAcker(b *Broker) *acker {
 	return a
 }
 
+// ackGather is the most jobs a shard takes in one go. A device's PUBACKs
+// among them are buffered and written together: one TLS record and one
+// system call for all of a device's messages in a commit, not one each.
+const ackGather = 256
+
 func (a *acker) run(i int) {
 	defer a.b.wg.Done()
+	jobs := make([]ackJob, 0, ackGather)
+	last := map[*session]int{}
 	for {
 		select {
 		case j := <-a.shards[i]:
-			a.ack(j)
+			jobs = append(jobs[:0], j)
 		case <-a.b.ctx.Done():
 			for {
 				select {
 				case j := <-a.shards[i]:
-					a.ack(j)
+					a.ack(j, false)
 				default:
 					return
 				}
 			}
 		}
+	gather:
+		for len(jobs) < ackGather {
+			select {
+			case j := <-a.shards[i]:
+				jobs = append(jobs, j)
+			default:
+				break gather
+			}
+		}
+		clear(last)
+		for k, j := range jobs {
+			last[j.s] = k
+		}
+		for k, j := range jobs {
+			a.ack(j, last[j.s] > k)
+		}
+		clear(jobs) // no session stays reachable from the idle shard
 	}
 }
 
@@ -58,21 +82,28 @@ func (a *acker) push(j ackJob) {
 	a.shards[j.s.shard%ackShards] <- j
 }
 
-func (a *acker) ack(j ackJob) {
+// ack writes one PUBACK; with more, the session has further PUBACKs in
+// this gather, so it is only buffered (the last one sends them all).
+func (a *acker) ack(j ackJob, more bool) {
 	defer j.s.ackDone()
 	s := j.s
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: j.packetID}
 	if j.err != nil {
 		a.b.log.Error("mqtt: could not store telemetry", "device", s.deviceID, "err", j.err)
 		if s.cl.Properties.ProtocolVersion != 5 {
-			s.cl.Stop(j.err) // no acknowledgement: the device sends it again
+			_ = s.cl.FlushHeld() // the PUBACKs before this one still go out
+			s.cl.Stop(j.err)     // no acknowledgement: the device sends it again
 			return
 		}
 		pk.ReasonCode = codeUnspecified
 		pk.Properties.ReasonString = "the platform could not store the message; send it again"
 		a.b.m.refused.WithLabelValues("0x80").Inc()
 	}
-	if err := s.cl.WritePacket(pk); err != nil {
+	write := s.cl.WritePacket
+	if more {
+		write = s.cl.WritePacketHeld
+	}
+	if err := write(pk); err != nil {
 		a.b.log.Debug("mqtt: acknowledging telemetry", "device", s.deviceID, "err", err)
 	}
 }

@@ -540,6 +540,25 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
+	return cl.writePacket(pk, false)
+}
+
+// WritePacketHeld encodes pk into the client's write buffer without
+// sending it, unless the buffer is full (patch). The next WritePacket, or
+// FlushHeld, sends it together with whatever else was buffered: several
+// small packets (acknowledgements) then cost one write to the connection.
+func (cl *Client) WritePacketHeld(pk packets.Packet) error {
+	return cl.writePacket(pk, true)
+}
+
+// FlushHeld sends what WritePacketHeld buffered (patch).
+func (cl *Client) FlushHeld() error {
+	cl.Lock()
+	defer cl.Unlock()
+	return cl.flushOutbuf()
+}
+
+func (cl *Client) writePacket(pk packets.Packet, hold bool) error {
 	if cl.Closed() {
 		return ErrConnectionClosed
 	}
@@ -618,6 +637,17 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
+		if hold {
+			if cl.Net.outbuf == nil {
+				cl.Net.outbuf = new(bytes.Buffer)
+			}
+			n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
+			if cl.Net.outbuf.Len() < cl.ops.options.ClientNetWriteBufferSize {
+				return int64(n), nil
+			}
+			err = cl.flushOutbuf()
+			return int64(n), err
+		}
 		if len(cl.State.outbound) == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)

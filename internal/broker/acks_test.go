@@ -1,0 +1,116 @@
+package broker_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/steward-iot/steward/internal/broker"
+)
+
+// rawPacket appends an MQTT packet: fixed header byte, remaining length
+// (variable byte integer), body.
+func rawPacket(b []byte, first byte, body []byte) []byte {
+	b = append(b, first)
+	n := len(body)
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, body...)
+}
+
+func rawString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+// readRaw reads one packet: its first byte and body.
+func readRaw(r *bufio.Reader) (byte, []byte, error) {
+	first, err := r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, mul := 0, 1
+	for {
+		d, err := r.ReadByte()
+		if err != nil {
+			return 0, nil, err
+		}
+		n += int(d&0x7f) * mul
+		if d&0x80 == 0 {
+			break
+		}
+		mul *= 128
+	}
+	body := make([]byte, n)
+	_, err = io.ReadFull(r, body)
+	return first, body, err
+}
+
+// TestTelemetryAcksInOrder sends a burst of QoS 1 messages in one write:
+// telemetry, whose PUBACKs follow the database commit and go out several
+// to a write, with a twin report (acknowledged by the connection itself)
+// in the middle. Every PUBACK must come, in the order of publication
+// (MQTT 4.6), and every message must be stored.
+func TestTelemetryAcksInOrder(t *testing.T) {
+	e := newEnv(t, envOpts{configure: func(c *broker.Config) { c.RateLimit, c.RateBurst = 10000, 1000 }})
+	dev := e.device(t)
+	conn := dialTLS(t, e.cert, e.tls(&dev.TLS))
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+
+	var connect []byte
+	connect = rawString(connect, "MQTT")
+	connect = append(connect, 4, 0x02, 0, 60) // MQTT 3.1.1, clean session, keep-alive 60 s
+	connect = rawString(connect, dev.DeviceID)
+	if _, err := conn.Write(rawPacket(nil, 0x10, connect)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, body, err := readRaw(r); err != nil || typ != 0x20 || len(body) != 2 || body[1] != 0 {
+		t.Fatalf("CONNACK: type %#x body %v err %v", typ, body, err)
+	}
+
+	const n = 300
+	const twinAt = 150
+	var burst []byte
+	for i := 1; i <= n; i++ {
+		topic, payload := "d/"+dev.DeviceID+"/telemetry", fmt.Sprintf(`{"seq":%d}`, i)
+		if i == twinAt {
+			topic, payload = "d/"+dev.DeviceID+"/twin/reported", `{"burst":true}`
+		}
+		body := rawString(nil, topic)
+		body = binary.BigEndian.AppendUint16(body, uint16(i))
+		burst = rawPacket(burst, 0x32, append(body, payload...)) // PUBLISH, QoS 1
+	}
+	if _, err := conn.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= n; {
+		typ, body, err := readRaw(r)
+		if err != nil {
+			t.Fatalf("waiting for the PUBACK of message %d: %v", want, err)
+		}
+		if typ>>4 != 4 { // not a PUBACK: the twin answers on its own topics
+			continue
+		}
+		if got := int(binary.BigEndian.Uint16(body)); got != want {
+			t.Fatalf("PUBACK for message %d, want %d: acknowledgements out of order", got, want)
+		}
+		want++
+	}
+	if got := e.latest(t, dev.DeviceID)["seq"]; got != float64(n) {
+		t.Fatalf("last stored seq = %v, want %d", got, n)
+	}
+}
