@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -1022,6 +1023,26 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		}
 	}
 
+	// Patch: the common case, only plain subscriptions of a few clients,
+	// is matched into a pooled list rather than the maps of Subscribers.
+	plain := plainPool.Get().(*[]plainMatch)
+	matched, ok := s.Topics.plainSubscribers(pk.TopicName, (*plain)[:0])
+	if ok {
+		for i := range matched {
+			if cl, ok := s.Clients.Get(matched[i].client); ok {
+				if _, err := s.publishToClient(cl, matched[i].sub, pk); err != nil {
+					s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+				}
+			}
+		}
+	}
+	clear(matched) // the pool holds no client IDs or subscriptions
+	*plain = matched[:0]
+	plainPool.Put(plain)
+	if ok {
+		return
+	}
+
 	subscribers := s.Topics.Subscribers(pk.TopicName)
 	if len(subscribers.Shared) > 0 {
 		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)
@@ -1044,6 +1065,11 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		}
 	}
 }
+
+var plainPool = sync.Pool{New: func() any {
+	l := make([]plainMatch, 0, maxPlainMatches)
+	return &l
+}}
 
 func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packets.Packet) (packets.Packet, error) {
 	if sub.NoLocal && pk.Origin == cl.ID {

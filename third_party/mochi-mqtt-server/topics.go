@@ -680,6 +680,91 @@ func (x *TopicsIndex) gatherInlineSubscriptions(particle *particle, subs *Subscr
 	}
 }
 
+// plainMatch is a client subscribed to a published topic, with its
+// matching subscriptions merged (patch).
+type plainMatch struct {
+	client string
+	sub    packets.Subscription
+}
+
+// maxPlainMatches is the most clients plainSubscribers merges by a linear
+// search; more go through Subscribers and its maps.
+const maxPlainMatches = 16
+
+// plainSubscribers is Subscribers for the common case (patch): only plain
+// subscriptions match, from at most maxPlainMatches clients. It appends
+// them to out without making maps, and reports false, leaving the caller
+// to use Subscribers, when a shared or inline subscription matches or
+// there are more clients.
+func (x *TopicsIndex) plainSubscribers(topic string, out []plainMatch) ([]plainMatch, bool) {
+	if len(topic) == 0 {
+		return out, true
+	}
+	return x.scanPlain(topic, 0, x.root, out)
+}
+
+// scanPlain walks the tree as scanSubscribers does.
+func (x *TopicsIndex) scanPlain(topic string, d int, n *particle, out []plainMatch) ([]plainMatch, bool) {
+	ok := true
+	key, hasNext := isolateParticle(topic, d)
+	for _, partKey := range [2]string{key, "+"} {
+		particle := n.particles.get(partKey)
+		if particle == nil {
+			continue
+		}
+		if hasNext {
+			if out, ok = x.scanPlain(topic, d+1, particle, out); !ok {
+				return out, false
+			}
+			continue
+		}
+		if out, ok = gatherPlain(topic, particle, out); !ok {
+			return out, false
+		}
+		if wild := particle.particles.get("#"); wild != nil && partKey != "+" {
+			if out, ok = gatherPlain(topic, wild, out); !ok {
+				return out, false
+			}
+		}
+	}
+	if particle := n.particles.get("#"); particle != nil {
+		return gatherPlain(topic, particle, out)
+	}
+	return out, true
+}
+
+// gatherPlain is gatherSubscriptions into a list; false when the particle
+// holds shared or inline subscriptions, or the list would grow too long.
+func gatherPlain(topic string, particle *particle, out []plainMatch) ([]plainMatch, bool) {
+	if particle.shared.Len() > 0 || particle.inlineSubscriptions.Len() > 0 {
+		return out, false
+	}
+	particle.subscriptions.RLock()
+	defer particle.subscriptions.RUnlock()
+next:
+	for client, sub := range particle.subscriptions.internal {
+		if len(sub.Filter) > 0 && topic[0] == '$' && (sub.Filter[0] == '+' || sub.Filter[0] == '#') { // [MQTT-4.7.1-1] [MQTT-4.7.1-2]
+			continue
+		}
+		for i := range out {
+			if out[i].client == client {
+				out[i].sub = out[i].sub.Merge(sub)
+				continue next
+			}
+		}
+		if len(out) == maxPlainMatches {
+			return out, false
+		}
+		if sub.Identifier > 0 {
+			// Identifiers lists it, as Merge would; a zero identifier is
+			// never sent, so the map is made only for others.
+			sub = sub.Merge(sub)
+		}
+		out = append(out, plainMatch{client: client, sub: sub})
+	}
+	return out, true
+}
+
 // isolateParticle extracts a particle between d / and d+1 / without allocations.
 func isolateParticle(filter string, d int) (particle string, hasNext bool) {
 	var next, end int

@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -57,5 +59,73 @@ func TestSubscribersPatched(t *testing.T) {
 	got.MergeSharedSelected()
 	if len(got.Subscriptions) != 1 {
 		t.Fatalf("shared only: %v", got.Subscriptions)
+	}
+}
+
+// TestPlainSubscribers checks the list-based match against Subscribers on
+// the same tree: the same clients with the same merged subscriptions, or
+// a refusal where shared or inline subscriptions match or too many
+// clients do.
+func TestPlainSubscribers(t *testing.T) {
+	x := NewTopicsIndex()
+	x.Subscribe("app", packets.Subscription{Filter: "d/+/telemetry", Qos: 1, Identifier: 3})
+	x.Subscribe("app", packets.Subscription{Filter: "d/#", Qos: 0, Identifier: 4})
+	x.Subscribe("ops", packets.Subscription{Filter: "#"})
+	x.Subscribe("one", packets.Subscription{Filter: "d/dev1/telemetry", Qos: 2})
+	x.Subscribe("ids", packets.Subscription{Filter: "d/dev2/+", Identifier: 9})
+	x.Subscribe("sys", packets.Subscription{Filter: "$SYS/#"})
+	x.Subscribe("w1", packets.Subscription{Filter: "$share/g/s/+/events"})
+	x.InlineSubscribe(InlineSubscription{Subscription: packets.Subscription{Filter: "i/x", Identifier: 7},
+		Handler: func(*Client, packets.Subscription, packets.Packet) {}})
+	for i := 0; i <= maxPlainMatches; i++ {
+		x.Subscribe(fmt.Sprintf("many%d", i), packets.Subscription{Filter: "m/+"})
+	}
+
+	tests := []struct {
+		topic string
+		plain bool
+	}{
+		{"d/dev1/telemetry", true},
+		{"d/dev2/telemetry", true},
+		{"d/dev2/twin/reported", true},
+		{"d", true},
+		{"x/y/z", true},
+		{"$SYS/broker/uptime", true},
+		{"s/a/events", false}, // shared
+		{"i/x", false},        // inline
+		{"m/1", false},        // more clients than the list holds
+	}
+	for _, tt := range tests {
+		got, ok := x.plainSubscribers(tt.topic, nil)
+		if ok != tt.plain {
+			t.Errorf("%s: plain = %v, want %v", tt.topic, ok, tt.plain)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		// Zero identifiers are never sent (properties.go), so they are
+		// left out of the comparison.
+		norm := func(s packets.Subscription) packets.Subscription {
+			ids := map[string]int{}
+			for f, id := range s.Identifiers {
+				if id > 0 {
+					ids[f] = id
+				}
+			}
+			s.Identifiers = ids
+			return s
+		}
+		want := map[string]packets.Subscription{}
+		for c, s := range x.Subscribers(tt.topic).Subscriptions {
+			want[c] = norm(s)
+		}
+		gotMap := map[string]packets.Subscription{}
+		for _, m := range got {
+			gotMap[m.client] = norm(m.sub)
+		}
+		if len(got) != len(gotMap) || len(want) != len(gotMap) || (len(want) > 0 && !reflect.DeepEqual(gotMap, want)) {
+			t.Errorf("%s: plain match %+v, Subscribers %+v", tt.topic, gotMap, want)
+		}
 	}
 }
