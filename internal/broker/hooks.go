@@ -508,7 +508,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	case inTwinReported:
 		var tw *model.Twin
 		var err error
-		offload(func() { tw, err = b.d.Twin.Report(ctx, s.tenantID, s.deviceID, pk.Payload) })
+		payload := pk.Payload // a closure naming pk would move every packet to the heap
+		offload(func() { tw, err = b.d.Twin.Report(ctx, s.tenantID, s.deviceID, payload) })
 		var inv *twin.InvalidError
 		if errors.As(err, &inv) {
 			return pk, b.refuse(s, pk, codeBadPayload, inv.Error())
@@ -555,7 +556,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return pk, b.refuse(s, pk, codeNotAuthorized, "this platform does not take neighbour reports")
 		}
 		var err error
-		offload(func() { _, err = b.d.Neighbours.ReportPayload(ctx, s.tenantID, s.deviceID, pk.Payload) })
+		payload := pk.Payload // as above
+		offload(func() { _, err = b.d.Neighbours.ReportPayload(ctx, s.tenantID, s.deviceID, payload) })
 		var inv *discovery.InvalidError
 		if errors.As(err, &inv) {
 			return pk, b.refuse(s, pk, codeBadPayload, inv.Error())

@@ -126,12 +126,16 @@ func (dv *Device) Message(size int) {
 	}
 	dv.minuteMsgs++
 	dv.minuteBytes += int64(size)
-	dv.check(now, model.AlarmMessageRate, s.MessagesPerMinute > 0 && m > int64(s.MessagesPerMinute),
-		"more than %d messages a minute", s.MessagesPerMinute,
-		map[string]any{"window": "1m", "messages": m, "threshold": s.MessagesPerMinute})
-	dv.check(now, model.AlarmByteRate, s.BytesPerMinute > 0 && b > int64(s.BytesPerMinute),
-		"more than %d bytes a minute", s.BytesPerMinute,
-		map[string]any{"window": "1m", "bytes": b, "threshold": s.BytesPerMinute})
+	// A good reading changes nothing here (see check): the evidence is
+	// built only for a bad one, not for every message.
+	if s.MessagesPerMinute > 0 && m > int64(s.MessagesPerMinute) {
+		dv.check(now, model.AlarmMessageRate, true, "more than %d messages a minute", s.MessagesPerMinute,
+			map[string]any{"window": "1m", "messages": m, "threshold": s.MessagesPerMinute})
+	}
+	if s.BytesPerMinute > 0 && b > int64(s.BytesPerMinute) {
+		dv.check(now, model.AlarmByteRate, true, "more than %d bytes a minute", s.BytesPerMinute,
+			map[string]any{"window": "1m", "bytes": b, "threshold": s.BytesPerMinute})
+	}
 	if !dv.learning(now, s) && dv.msgBase.n > 0 {
 		if lim := dv.msgBase.limit(s.Sigma, s.RateFloor); float64(m) > lim {
 			dv.check(now, model.AlarmMessageRateAnomaly, true, "%s messages a minute, far above the device's baseline",
