@@ -195,6 +195,7 @@ func runSuite(t *testing.T, dep func(*testing.T) deployment) {
 	t.Run("Validation", func(t *testing.T) { testValidation(t, dep(t)(t)) })
 	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, dep(t)(t)) })
 	t.Run("Dedup", func(t *testing.T) { testDedup(t, dep(t)(t)) })
+	t.Run("PublishBatch", func(t *testing.T) { testPublishBatch(t, dep(t)(t)) })
 	t.Run("ConsumeRetry", func(t *testing.T) { testConsumeRetry(t, dep(t)(t)) })
 	t.Run("ConsumeShared", func(t *testing.T) {
 		d := dep(t)
@@ -441,6 +442,41 @@ func testDedup(t *testing.T, b *Bus) {
 	ch, _ := collect(t, b, "tenant-a", seq1-1)
 	expect(t, ch, ev, other)
 	expectNone(t, ch)
+}
+
+// testPublishBatch: PublishEvents stores a batch in order, stops at an
+// event it cannot send and reports how many went before it; sending the
+// batch again stores only what was missing.
+func testPublishBatch(t *testing.T, b *Bus) {
+	ctx := context.Background()
+	publish(t, b, newEvent("tenant-a", "device.created")) // so that first-1 > 0 below
+	evs := []model.Event{*newEvent("tenant-a", "device.created"), *newEvent("tenant-a", "device.updated"),
+		*newEvent("tenant-a", "bad type!"), *newEvent("tenant-a", "device.deleted")}
+	n, err := b.PublishEvents(ctx, evs)
+	if n != 2 || err == nil || !strings.Contains(err.Error(), "invalid event type") {
+		t.Fatalf("PublishEvents = %d, %v; want 2 and the bad type's error", n, err)
+	}
+	if evs[0].Seq == 0 || evs[1].Seq != evs[0].Seq+1 || evs[3].Seq != 0 {
+		t.Fatalf("sequences %d %d %d, want consecutive for the first two and none for the last", evs[0].Seq, evs[1].Seq, evs[3].Seq)
+	}
+	first := evs[0].Seq
+	evs[2].Type = "device.updated"
+	again := []model.Event{evs[0], evs[1], evs[2], evs[3]}
+	for i := range again {
+		again[i].Seq = 0
+	}
+	if n, err := b.PublishEvents(ctx, again); n != 4 || err != nil {
+		t.Fatalf("PublishEvents again = %d, %v; want 4, nil", n, err)
+	}
+	if again[0].Seq != first || again[1].Seq != first+1 || again[2].Seq != first+2 || again[3].Seq != first+3 {
+		t.Fatalf("sequences after the retry %d %d %d %d, want %d… consecutive", again[0].Seq, again[1].Seq, again[2].Seq, again[3].Seq, first)
+	}
+	ch, _ := collect(t, b, "tenant-a", first-1)
+	expect(t, ch, &again[0], &again[1], &again[2], &again[3])
+	expectNone(t, ch)
+	if n, err := b.PublishEvents(ctx, nil); n != 0 || err != nil {
+		t.Fatalf("PublishEvents(nil) = %d, %v", n, err)
+	}
 }
 
 func testConsumeRetry(t *testing.T, b *Bus) {

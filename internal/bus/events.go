@@ -62,27 +62,77 @@ func validTenant(id string) error {
 // duplicate window (an outbox relay retrying after a crash) stores nothing
 // and returns the original sequence.
 func (b *Bus) PublishEvent(ctx context.Context, ev *model.Event) (uint64, error) {
+	msg, err := b.eventMsg(ev)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.stream))
+	if err != nil {
+		return 0, fmt.Errorf("bus: publish event %s: %w", ev.ID, err)
+	}
+	return b.eventStored(ev, ack)
+}
+
+// PublishEvents is PublishEvent for several events, in order, without a
+// round trip each: all are sent, then their acknowledgements awaited. It
+// returns how many events from the start are stored (their Seq set) and
+// the error of the first that is not. Events after that one may be stored
+// too; publishing them again is harmless (duplicates are recognised by
+// ID), though the failed event then lands after them.
+func (b *Bus) PublishEvents(ctx context.Context, evs []model.Event) (int, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(evs))
+	var sendErr error
+	for i := range evs {
+		msg, err := b.eventMsg(&evs[i])
+		if err != nil {
+			sendErr = err
+			break
+		}
+		f, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(evs[i].ID), jetstream.WithExpectStream(b.stream))
+		if err != nil {
+			sendErr = fmt.Errorf("bus: publish event %s: %w", evs[i].ID, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if _, err := b.eventStored(&evs[i], ack); err != nil {
+				return i, err
+			}
+		case err := <-f.Err():
+			return i, fmt.Errorf("bus: publish event %s: %w", evs[i].ID, err)
+		case <-ctx.Done():
+			return i, fmt.Errorf("bus: publish event %s: %w", evs[i].ID, ctx.Err())
+		}
+	}
+	return len(futures), sendErr
+}
+
+// eventMsg checks ev and encodes it for its subject.
+func (b *Bus) eventMsg(ev *model.Event) (*nats.Msg, error) {
 	if ev == nil {
-		return 0, errors.New("bus: nil event")
+		return nil, errors.New("bus: nil event")
 	}
 	if ev.ID == "" || strings.IndexFunc(ev.ID, unicode.IsControl) >= 0 {
-		return 0, fmt.Errorf("bus: invalid event ID %q: must be non-empty without control characters", ev.ID)
+		return nil, fmt.Errorf("bus: invalid event ID %q: must be non-empty without control characters", ev.ID)
 	}
 	subj, err := b.eventSubject(ev.TenantID, ev.Type)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	body := *ev
 	body.Seq = 0 // the sequence is the stream's, not part of the stored body
 	data, err := json.Marshal(body)
 	if err != nil {
-		return 0, fmt.Errorf("bus: encode event %s: %w", ev.ID, err)
+		return nil, fmt.Errorf("bus: encode event %s: %w", ev.ID, err)
 	}
-	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: data},
-		jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(b.stream))
-	if err != nil {
-		return 0, fmt.Errorf("bus: publish event %s: %w", ev.ID, err)
-	}
+	return &nats.Msg{Subject: subj, Data: data}, nil
+}
+
+// eventStored sets ev.Seq from the stream's acknowledgement.
+func (b *Bus) eventStored(ev *model.Event, ack *jetstream.PubAck) (uint64, error) {
 	if ack.Duplicate {
 		if ack.Sequence == 0 { // clustered: the original is not stored yet
 			return 0, fmt.Errorf("bus: publish event %s: duplicate of a message still in flight, retry", ev.ID)

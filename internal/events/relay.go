@@ -73,17 +73,18 @@ func (r *Relay) Flush(ctx context.Context) error {
 		if err != nil {
 			return r.fail(err)
 		}
-		done := make([]string, 0, len(evs))
-		for i := range evs {
-			if _, err := r.bus.PublishEvent(ctx, &evs[i]); err != nil {
-				// Keep order: stop here and retry from this event next time.
-				r.st.MarkEventsPublished(ctx, done)
-				return r.fail(err)
-			}
-			done = append(done, evs[i].ID)
+		// One round trip for the batch; what follows a failed event stays
+		// in the outbox and is sent again with it next time.
+		n, pubErr := r.bus.PublishEvents(ctx, evs)
+		done := make([]string, n)
+		for i := range done {
+			done[i] = evs[i].ID
 		}
 		if err := r.st.MarkEventsPublished(ctx, done); err != nil {
 			return r.fail(err)
+		}
+		if pubErr != nil {
+			return r.fail(pubErr)
 		}
 	}
 }
