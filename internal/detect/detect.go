@@ -292,7 +292,9 @@ func (d *Detector) AuthFailure(tenantID, deviceID string) {
 	n := dv.authFails.add(now, 1, 50*time.Second)
 	dv.check(now, model.AlarmAuthFailures, s.AuthFailuresPer5Min > 0 && n > int64(s.AuthFailuresPer5Min),
 		"more than %d authentication failures in 5 minutes", s.AuthFailuresPer5Min,
-		map[string]any{"window": "5m", "auth_failures": n, "threshold": s.AuthFailuresPer5Min})
+		func() map[string]any {
+			return map[string]any{"window": "5m", "auth_failures": n, "threshold": s.AuthFailuresPer5Min}
+		})
 }
 
 // Firing reports whether a kind is firing for a device on this node.

@@ -85,7 +85,10 @@ func (dv *Device) touch(now time.Time) {
 // check raises kind when bad and it is not firing (or again once a minute
 // while it is); a good reading starts its way to clearing (see sweep).
 // dv.mu is held.
-func (dv *Device) check(now time.Time, kind model.AlarmKind, bad bool, title string, arg any, evidence map[string]any) {
+//
+// evidence is called only when an alarm is raised: a device that stays
+// above a threshold is checked on every message.
+func (dv *Device) check(now time.Time, kind model.AlarmKind, bad bool, title string, arg any, evidence func() map[string]any) {
 	f := dv.firing[kind]
 	if !bad {
 		return
@@ -97,7 +100,7 @@ func (dv *Device) check(now time.Time, kind model.AlarmKind, bad bool, title str
 		}
 	}
 	dec := Decision{Raise: true, TenantID: dv.tenantID, DeviceID: dv.deviceID, Kind: kind, At: now,
-		Title: fmt.Sprintf(title, arg), Evidence: evidence, Repeat: f != nil}
+		Title: fmt.Sprintf(title, arg), Evidence: evidence(), Repeat: f != nil}
 	if !dv.d.emit(dec) {
 		return // decided again on the next reading
 	}
@@ -130,22 +133,30 @@ func (dv *Device) Message(size int) {
 	// built only for a bad one, not for every message.
 	if s.MessagesPerMinute > 0 && m > int64(s.MessagesPerMinute) {
 		dv.check(now, model.AlarmMessageRate, true, "more than %d messages a minute", s.MessagesPerMinute,
-			map[string]any{"window": "1m", "messages": m, "threshold": s.MessagesPerMinute})
+			func() map[string]any {
+				return map[string]any{"window": "1m", "messages": m, "threshold": s.MessagesPerMinute}
+			})
 	}
 	if s.BytesPerMinute > 0 && b > int64(s.BytesPerMinute) {
 		dv.check(now, model.AlarmByteRate, true, "more than %d bytes a minute", s.BytesPerMinute,
-			map[string]any{"window": "1m", "bytes": b, "threshold": s.BytesPerMinute})
+			func() map[string]any {
+				return map[string]any{"window": "1m", "bytes": b, "threshold": s.BytesPerMinute}
+			})
 	}
 	if !dv.learning(now, s) && dv.msgBase.n > 0 {
 		if lim := dv.msgBase.limit(s.Sigma, s.RateFloor); float64(m) > lim {
 			dv.check(now, model.AlarmMessageRateAnomaly, true, "%s messages a minute, far above the device's baseline",
-				fmt.Sprint(m), map[string]any{"window": "1m", "messages": m, "baseline_mean": round(dv.msgBase.mean),
-					"baseline_stddev": round(dv.msgBase.stddev()), "limit": round(lim), "sigma": s.Sigma})
+				fmt.Sprint(m), func() map[string]any {
+					return map[string]any{"window": "1m", "messages": m, "baseline_mean": round(dv.msgBase.mean),
+						"baseline_stddev": round(dv.msgBase.stddev()), "limit": round(lim), "sigma": s.Sigma}
+				})
 		}
 		if lim := dv.byteBase.limit(s.Sigma, s.RateFloor*256); float64(b) > lim {
 			dv.check(now, model.AlarmByteRateAnomaly, true, "%s bytes a minute, far above the device's baseline",
-				fmt.Sprint(b), map[string]any{"window": "1m", "bytes": b, "baseline_mean": round(dv.byteBase.mean),
-					"baseline_stddev": round(dv.byteBase.stddev()), "limit": round(lim), "sigma": s.Sigma})
+				fmt.Sprint(b), func() map[string]any {
+					return map[string]any{"window": "1m", "bytes": b, "baseline_mean": round(dv.byteBase.mean),
+						"baseline_stddev": round(dv.byteBase.stddev()), "limit": round(lim), "sigma": s.Sigma}
+				})
 		}
 	}
 }
@@ -186,7 +197,9 @@ func (dv *Device) Connected(remote string) {
 	n := dv.connects.add(now, 1, tenBucket)
 	dv.check(now, model.AlarmConnectionChurn, s.ConnectsPer10Min > 0 && n > int64(s.ConnectsPer10Min),
 		"more than %d connections in 10 minutes", s.ConnectsPer10Min,
-		map[string]any{"window": "10m", "connects": n, "threshold": s.ConnectsPer10Min})
+		func() map[string]any {
+			return map[string]any{"window": "10m", "connects": n, "threshold": s.ConnectsPer10Min}
+		})
 	addr := sourceAddress(remote)
 	if addr == "" {
 		return
@@ -212,7 +225,9 @@ func (dv *Device) newSource(now time.Time, s *model.DetectionSettings, addr stri
 	k := dv.newSources.add(now, 1, hourBucket)
 	dv.check(now, model.AlarmNewSources, s.NewSourcesPerHour > 0 && k >= int64(s.NewSourcesPerHour),
 		"%d or more new source addresses in an hour", s.NewSourcesPerHour,
-		map[string]any{"window": "1h", "new_sources": k, "latest": addr, "threshold": s.NewSourcesPerHour})
+		func() map[string]any {
+			return map[string]any{"window": "1h", "new_sources": k, "latest": addr, "threshold": s.NewSourcesPerHour}
+		})
 }
 
 func sourceAddress(remote string) string {
@@ -251,8 +266,10 @@ func (dv *Device) Report(m *Metrics) {
 		dv.lastNewPorts = len(fresh)
 		dv.check(now, model.AlarmNewListeningPorts, s.NewListeningPorts > 0 && len(fresh) >= s.NewListeningPorts,
 			"listening on %d port(s) outside its baseline", len(fresh),
-			map[string]any{"new_ports": sample(fresh), "new_count": len(fresh), "known": sample(keysOf(dv.ports)),
-				"threshold": s.NewListeningPorts})
+			func() map[string]any {
+				return map[string]any{"new_ports": sample(fresh), "new_count": len(fresh), "known": sample(keysOf(dv.ports)),
+					"threshold": s.NewListeningPorts}
+			})
 	}
 	if m.Outbound != nil {
 		keys := make([]string, len(m.Outbound))
@@ -263,14 +280,18 @@ func (dv *Device) Report(m *Metrics) {
 		dv.lastNewOutbound = len(fresh)
 		dv.check(now, model.AlarmNewOutbound, s.NewOutbound > 0 && len(fresh) >= s.NewOutbound,
 			"talking to %d destination(s) never seen before", len(fresh),
-			map[string]any{"new_destinations": sample(fresh), "new_count": len(fresh), "threshold": s.NewOutbound})
+			func() map[string]any {
+				return map[string]any{"new_destinations": sample(fresh), "new_count": len(fresh), "threshold": s.NewOutbound}
+			})
 	}
 	if m.ProcessCount != nil {
 		n := float64(*m.ProcessCount)
 		jump := !learn && dv.procBase.n > 0 && s.ProcessJump > 0 && n > dv.procBase.mean+float64(s.ProcessJump)
 		dv.lastProcJump = jump
 		dv.check(now, model.AlarmProcessJump, jump, "process count %s jumped above its baseline", fmt.Sprint(*m.ProcessCount),
-			map[string]any{"process_count": *m.ProcessCount, "baseline_mean": round(dv.procBase.mean), "jump": s.ProcessJump})
+			func() map[string]any {
+				return map[string]any{"process_count": *m.ProcessCount, "baseline_mean": round(dv.procBase.mean), "jump": s.ProcessJump}
+			})
 		if !jump {
 			dv.procBase.add(n)
 			dv.changed()
@@ -287,7 +308,7 @@ func (dv *Device) OutsideProfile(keys []string) {
 	dv.touch(now)
 	dv.lastOutside = len(keys)
 	dv.check(now, model.AlarmOutsideProfile, len(keys) > 0, "%d destination(s) outside the device's MUD profile", len(keys),
-		map[string]any{"outside_profile": sample(keys), "count": len(keys)})
+		func() map[string]any { return map[string]any{"outside_profile": sample(keys), "count": len(keys)} })
 }
 
 // learnSet returns the keys not in *set; while learning it adds them.
