@@ -54,12 +54,25 @@ func run(o options, log io.Writer) (*report, error) {
 			}
 			if !skip["fanin"] {
 				for _, qos := range []byte{0, 1} {
-					rs, err := fanIn(t, o.Publishers, o.Messages, qos, log)
-					if err != nil {
-						t.stop()
-						return nil, fmt.Errorf("%s fan-in QoS %d: %w", name, qos, err)
+					// Best of o.Rounds: a run of a second or two on a shared
+					// machine swings by a third; both brokers get the same.
+					var best []result
+					var rates []string
+					for range max(o.Rounds, 1) {
+						rs, err := fanIn(t, o.Publishers, o.Messages, qos, log)
+						if err != nil {
+							t.stop()
+							return nil, fmt.Errorf("%s fan-in QoS %d: %w", name, qos, err)
+						}
+						rates = append(rates, fmt.Sprintf("%.0f", rs[0].Value))
+						if best == nil || rs[0].Value > best[0].Value {
+							best = rs
+						}
 					}
-					rep.Results = append(rep.Results, rs...)
+					if len(rates) > 1 {
+						best[0].Note += fmt.Sprintf("; best of %d rounds (msg/s: %s)", len(rates), strings.Join(rates, ", "))
+					}
+					rep.Results = append(rep.Results, best...)
 				}
 			}
 			if !skip["connrate"] {

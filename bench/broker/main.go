@@ -55,6 +55,7 @@ type options struct {
 	Only       string // steward or mosquitto
 	Tune       tuning
 	Skip       string // comma list: fanin,connrate,memory
+	Rounds     int    // fan-in runs per QoS and broker; the best is kept
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	n := flag.Int("devices", 0, "internal: devices the server enrolls")
 	flag.IntVar(&o.Publishers, "publishers", 100, "fan-in publishers")
 	flag.IntVar(&o.Messages, "messages", 2000, "messages per publisher and QoS")
+	flag.IntVar(&o.Rounds, "rounds", 3, "fan-in runs per QoS and broker; the best is reported")
 	conns := flag.String("conns", "10000,max", "idle TLS connections for the memory figure ('max' = what the open-file limit allows)")
 	flag.DurationVar(&o.ConnRate, "connrate-time", 5*time.Second, "how long to measure the connection setup rate")
 	flag.BoolVar(&o.Markdown, "markdown", false, "print the results as a Markdown table")
