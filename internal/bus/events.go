@@ -29,6 +29,9 @@ const (
 	// whatever the worker talks to; with the default backoff (capped at
 	// 5m) that is days of retrying.
 	maxDeliver = 1000
+	// eventBatchWait bounds the wait for the acknowledgements of one
+	// PublishEvents call when its context sets no deadline.
+	eventBatchWait = 10 * time.Second
 )
 
 // eventSubject returns "<prefix>.events.<tenant>.<type>".
@@ -94,6 +97,13 @@ func (b *Bus) PublishEvents(ctx context.Context, evs []model.Event) (int, error)
 			break
 		}
 		futures = append(futures, f)
+	}
+	// Asynchronous publishes have no timeout of their own; a synchronous
+	// one waits 5 s by default when ctx has no deadline.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, eventBatchWait)
+		defer cancel()
 	}
 	for i, f := range futures {
 		select {
