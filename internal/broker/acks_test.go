@@ -2,38 +2,17 @@ package broker_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/steward-iot/steward/internal/broker"
 )
-
-// rawPacket appends an MQTT packet: fixed header byte, remaining length
-// (variable byte integer), body.
-func rawPacket(b []byte, first byte, body []byte) []byte {
-	b = append(b, first)
-	n := len(body)
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, body...)
-}
-
-func rawString(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
 
 // readRaw reads one packet: its first byte and body.
 func readRaw(r *bufio.Reader) (byte, []byte, error) {
@@ -62,7 +41,7 @@ func readRaw(r *bufio.Reader) (byte, []byte, error) {
 // telemetry, whose PUBACKs follow the database commit and go out several
 // to a write, with a twin report (acknowledged by the connection itself)
 // in the middle. Every PUBACK must come, in the order of publication
-// (MQTT 4.6), and every message must be stored.
+// (MQTT 4.6), and the last message must be the stored last value.
 func TestTelemetryAcksInOrder(t *testing.T) {
 	e := newEnv(t, envOpts{configure: func(c *broker.Config) { c.RateLimit, c.RateBurst = 10000, 1000 }})
 	dev := e.device(t)
@@ -71,11 +50,13 @@ func TestTelemetryAcksInOrder(t *testing.T) {
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	r := bufio.NewReader(conn)
 
-	var connect []byte
-	connect = rawString(connect, "MQTT")
-	connect = append(connect, 4, 0x02, 0, 60) // MQTT 3.1.1, clean session, keep-alive 60 s
-	connect = rawString(connect, dev.DeviceID)
-	if _, err := conn.Write(rawPacket(nil, 0x10, connect)); err != nil {
+	var out bytes.Buffer
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: dev.DeviceID}}
+	if err := connect.ConnectEncode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(out.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	if typ, body, err := readRaw(r); err != nil || typ != 0x20 || len(body) != 2 || body[1] != 0 {
@@ -84,17 +65,19 @@ func TestTelemetryAcksInOrder(t *testing.T) {
 
 	const n = 300
 	const twinAt = 150
-	var burst []byte
+	out.Reset()
 	for i := 1; i <= n; i++ {
 		topic, payload := "d/"+dev.DeviceID+"/telemetry", fmt.Sprintf(`{"seq":%d}`, i)
 		if i == twinAt {
 			topic, payload = "d/"+dev.DeviceID+"/twin/reported", `{"burst":true}`
 		}
-		body := rawString(nil, topic)
-		body = binary.BigEndian.AppendUint16(body, uint16(i))
-		burst = rawPacket(burst, 0x32, append(body, payload...)) // PUBLISH, QoS 1
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+			TopicName: topic, PacketID: uint16(i), Payload: []byte(payload)}
+		if err := pk.PublishEncode(&out); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := conn.Write(burst); err != nil {
+	if _, err := conn.Write(out.Bytes()); err != nil { // the whole burst in one write
 		t.Fatal(err)
 	}
 	for want := 1; want <= n; {
