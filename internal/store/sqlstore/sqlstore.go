@@ -126,7 +126,13 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	// through the _pragma in the URL for machines that need it.
 	pragmas := "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)"
-	w, err := openCached("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate", stmtCacheSize)
+	// The writer checkpoints the WAL every 8,192 pages (32 MiB at 4 KiB
+	// pages) rather than SQLite's 1,000: telemetry rewrites the same last
+	// page of each series in commit after commit, and a checkpoint copies
+	// each such page once however often it changed. With 100 publishers
+	// at QoS 1 that was about 4% less CPU per message and 8% more
+	// messages per second (bench/README.md, broker).
+	w, err := openCached("sqlite", "file:"+path+"?"+pragmas+"&_pragma=wal_autocheckpoint(8192)&_txlock=immediate", stmtCacheSize)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -43,6 +44,33 @@ var backends = []struct {
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, sqliteURL(t)) })
+}
+
+// TestSQLitePragmas: the settings durability and write throughput rest
+// on, as the writer and a reader see them.
+func TestSQLitePragmas(t *testing.T) {
+	db := open(t, sqliteURL(t))
+	w, r := db.DBs()
+	for _, tt := range []struct {
+		h      *sql.DB
+		pragma string
+		want   string
+	}{
+		{w, "journal_mode", "wal"},
+		{w, "synchronous", "1"}, // NORMAL: a process crash loses nothing in WAL mode
+		{w, "foreign_keys", "1"},
+		{w, "wal_autocheckpoint", "8192"},
+		{r, "journal_mode", "wal"},
+		{r, "query_only", "1"},
+	} {
+		var got string
+		if err := tt.h.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA %s: %v", tt.pragma, err)
+		}
+		if got != tt.want {
+			t.Errorf("PRAGMA %s = %q, want %q", tt.pragma, got, tt.want)
+		}
+	}
 }
 
 func TestPostgres(t *testing.T) {
