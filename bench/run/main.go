@@ -68,7 +68,7 @@ var benches = []bench{
 		quick: []string{"-backend", "both", "-devices", "500", "-interval", "20ms", "-warmup", "3s", "-time", "10s", "-markdown"},
 		full:  []string{"-backend", "both", "-devices", "2000", "-interval", "20ms", "-warmup", "5s", "-time", "30s", "-markdown"}},
 	{name: "broker",
-		quick: []string{"-publishers", "20", "-messages", "300", "-rounds", "1", "-conns", "2000", "-connrate-time", "2s", "-markdown"},
+		quick: []string{"-publishers", "20", "-messages", "300", "-rounds", "3", "-conns", "2000", "-connrate-time", "2s", "-markdown"},
 		full:  []string{"-markdown"}},
 	// Downloads over HTTPS against a plain ServeContent, and campaign
 	// creation (a 20,000-device fleet takes seconds; the published figure
