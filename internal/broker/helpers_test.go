@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -205,9 +207,22 @@ func (c *v5) subscribe(t *testing.T, filters ...string) []byte {
 	defer cancel()
 	sa, err := c.c.Subscribe(ctx, s)
 	if err != nil && sa == nil {
+		stuck(t, err)
 		t.Fatalf("subscribing to %v: %v", filters, err)
 	}
 	return sa.Reasons
+}
+
+// stuck logs every goroutine's stack when a round trip to the broker
+// timed out: the server runs in this process, so a stuck server shows
+// where it waits.
+func stuck(t *testing.T, err error) {
+	t.Helper()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	buf := make([]byte, 8<<20)
+	t.Logf("no answer from the broker in time; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 }
 
 // publish sends a message and returns the PUBACK (QoS 1) or nil.
@@ -215,7 +230,11 @@ func (c *v5) publish(t *testing.T, topic string, qos byte, payload string) (*pah
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return c.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)})
+	pr, err := c.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)})
+	if err != nil {
+		stuck(t, err)
+	}
+	return pr, err
 }
 
 func (c *v5) mustPublish(t *testing.T, topic string, qos byte, payload string) {
