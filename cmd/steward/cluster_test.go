@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -255,7 +256,7 @@ func (c *cluster) connect(t *testing.T, n *node, dev *testserver.EnrolledDevice)
 		t.Fatalf("dialling %s on %s: %v", n.mqtt, n.name, err)
 	}
 	d := &mqttDevice{inbox: make(chan mqttMsg, 256), gone: make(chan *paho.Disconnect, 1)}
-	d.c = paho.NewClient(paho.ClientConfig{Conn: conn,
+	d.c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), // packets written whole (see internal/broker/helpers_test.go)
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
 			d.inbox <- mqttMsg{p.Packet.Topic, p.Packet.Payload}
 			return true, nil

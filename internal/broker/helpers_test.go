@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 
@@ -161,7 +162,10 @@ func connect5(t *testing.T, conn net.Conn, clientID, user, pass string) (*v5, *p
 	t.Helper()
 	c := &v5{inbox: make(chan msg, 256), disconnect: make(chan *paho.Disconnect, 1)}
 	c.c = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		// paho writes a packet in several writes and serialises them only
+		// on a connection that is a sync.Locker: its own PUBACKs and the
+		// test's publishes would otherwise interleave on the wire.
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
 			c.inbox <- msg{topic: p.Packet.Topic, payload: p.Packet.Payload, retain: p.Packet.Retain, qos: p.Packet.QoS}
 			return true, nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/steward-iot/steward/internal/broker"
@@ -64,7 +65,7 @@ func (e *env) connect(t *testing.T, addr string, cert *tls.Certificate, deviceID
 		return nil, 0, err
 	}
 	m := &mqttClient{closed: make(chan struct{})}
-	m.c = paho.NewClient(paho.ClientConfig{Conn: conn,
+	m.c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), // packets written whole
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
 			if answer != nil {
 				go answer(m.c, p.Packet)

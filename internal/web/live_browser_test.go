@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/steward-iot/steward/internal/broker"
@@ -65,7 +66,7 @@ func TestBrowserLiveConnectionsAndAlarms(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dialling the broker: %v", err)
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnClientError: func(error) {}})
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnClientError: func(error) {}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Connect(ctx, &paho.Connect{ClientID: dev.DeviceID, KeepAlive: 30, CleanStart: true}); err != nil {
