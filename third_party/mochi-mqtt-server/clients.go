@@ -637,18 +637,8 @@ func (cl *Client) writePacket(pk packets.Packet, hold bool) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if hold {
-			if cl.Net.outbuf == nil {
-				cl.Net.outbuf = new(bytes.Buffer)
-			}
-			n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
-			if cl.Net.outbuf.Len() < cl.ops.options.ClientNetWriteBufferSize {
-				return int64(n), nil
-			}
-			err = cl.flushOutbuf()
-			return int64(n), err
-		}
-		if len(cl.State.outbound) == 0 {
+		// A held write is buffered as if more writes were queued (patch).
+		if len(cl.State.outbound) == 0 && !hold {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
