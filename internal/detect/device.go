@@ -129,8 +129,9 @@ func (dv *Device) Message(size int) {
 	}
 	dv.minuteMsgs++
 	dv.minuteBytes += int64(size)
-	// A good reading changes nothing here (see check): the evidence is
-	// built only for a bad one, not for every message.
+	// A good reading changes nothing here (see check), so check is called
+	// only for a bad one: this runs for every message, and the call would
+	// box the title's argument each time.
 	if s.MessagesPerMinute > 0 && m > int64(s.MessagesPerMinute) {
 		dv.check(now, model.AlarmMessageRate, true, "more than %d messages a minute", s.MessagesPerMinute,
 			func() map[string]any {
