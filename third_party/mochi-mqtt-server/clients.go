@@ -148,7 +148,10 @@ type ClientState struct {
 	Inflight        *Inflight            // a map of in-flight qos messages
 	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
 	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
-	outbound        chan *packets.Packet // queue for pending outbound packets
+	outMu           sync.Mutex           // guards outQueue and outWriting (patch)
+	outQueue        []*packets.Packet    // pending outbound packets, from outHead on (patch: was a channel)
+	outHead         int                  // index of the next packet of outQueue to write (patch)
+	outWriting      bool                 // a goroutine is writing outQueue (patch)
 	endOnce         sync.Once            // only end once
 	isTakenOver     atomic.Bool          // used to identify orphaned clients
 	packetID        uint32               // the current highest packetID
@@ -171,7 +174,6 @@ func newClient(c net.Conn, o *ops) *Client {
 			open:          ctx,
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
-			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
@@ -190,16 +192,67 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
-// WriteLoop ranges over pending outbound messages and writes them to the client connection.
-func (cl *Client) WriteLoop() {
-	for {
-		select {
-		case pk := <-cl.State.outbound:
-			cl.writeQueued(pk)
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		case <-cl.State.open.Done():
-			return
+// enqueueOutbound queues pk to be written by a goroutine of its own, and
+// reports false when the queue already holds MaximumClientWritesPending
+// packets (patch). The library kept a channel of that capacity and a
+// goroutine waiting on it for every client; an idle device connection
+// then held both. Now the writing goroutine exists only while there is
+// something to write, and the queue only while it holds something.
+func (cl *Client) enqueueOutbound(pk *packets.Packet) bool {
+	cl.State.outMu.Lock()
+	if len(cl.State.outQueue)-cl.State.outHead >= int(cl.ops.options.Capabilities.MaximumClientWritesPending) {
+		cl.State.outMu.Unlock()
+		return false
+	}
+	if q := cl.State.outQueue; len(q) == cap(q) && cl.State.outHead > 0 {
+		// Reuse the written front before growing, so that a writer that
+		// never quite catches up does not grow the array without end.
+		n := copy(q, q[cl.State.outHead:])
+		clear(q[n:])
+		cl.State.outQueue, cl.State.outHead = q[:n], 0
+	}
+	cl.State.outQueue = append(cl.State.outQueue, pk)
+	atomic.AddInt32(&cl.State.outboundQty, 1)
+	start := !cl.State.outWriting
+	cl.State.outWriting = true
+	cl.State.outMu.Unlock()
+	if start {
+		go cl.WriteLoop()
+	}
+	return true
+}
+
+// nextOutbound takes the next queued packet, or returns nil and marks the
+// writing goroutine gone when there is none or the client is closed
+// (patch). An emptied queue gives back a large backing array, so that a
+// burst does not stay in memory while the client idles.
+func (cl *Client) nextOutbound() *packets.Packet {
+	cl.State.outMu.Lock()
+	defer cl.State.outMu.Unlock()
+	q := cl.State.outQueue
+	if cl.State.outHead == len(q) || cl.Closed() {
+		clear(q)
+		if cap(q) > 16 {
+			q = nil
 		}
+		cl.State.outQueue, cl.State.outHead = q[:0], 0
+		atomic.StoreInt32(&cl.State.outboundQty, 0)
+		cl.State.outWriting = false
+		return nil
+	}
+	pk := q[cl.State.outHead]
+	q[cl.State.outHead] = nil
+	cl.State.outHead++
+	atomic.AddInt32(&cl.State.outboundQty, -1)
+	return pk
+}
+
+// WriteLoop writes the queued outbound packets to the client connection
+// until none is left (patch: it no longer waits for more; enqueueOutbound
+// starts it again).
+func (cl *Client) WriteLoop() {
+	for pk := cl.nextOutbound(); pk != nil; pk = cl.nextOutbound() {
+		cl.writeQueued(pk)
 	}
 }
 
@@ -638,7 +691,7 @@ func (cl *Client) writePacket(pk packets.Packet, hold bool) error {
 		cl.Lock()
 		defer cl.Unlock()
 		// A held write is buffered as if more writes were queued (patch).
-		if len(cl.State.outbound) == 0 && !hold {
+		if atomic.LoadInt32(&cl.State.outboundQty) == 0 && !hold {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
