@@ -1,16 +1,20 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/platform"
+	"github.com/steward-iot/steward/internal/secretbox"
+	"github.com/steward-iot/steward/internal/store/sqlstore"
 	"github.com/steward-iot/steward/internal/testutil/testserver"
 	"github.com/steward-iot/steward/internal/webhook"
 )
@@ -73,6 +77,16 @@ func TestWebhookDelivery(t *testing.T) {
 		if containsFold(string(again.Raw), secret) || containsFold(string(list.Raw), secret) {
 			t.Fatalf("the webhook secret is readable after creation")
 		}
+		// Nor is it in the database: it is sealed with the server's key.
+		db := srv.Platform.Store.(*sqlstore.DB)
+		_, rdb := db.DBs()
+		var stored string
+		if err := rdb.QueryRow(db.Rebind(`SELECT secret FROM webhooks WHERE id = ?`), hookID).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if !secretbox.IsSealed(stored) || strings.Contains(stored, secret) {
+			t.Fatalf("the webhook secret is stored as %q", stored)
+		}
 
 		d := srv.CreateDevice(t, ten.ID, p.ID)
 		// A change of another type is not sent to this subscription.
@@ -125,6 +139,28 @@ func TestWebhookDelivery(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		if n := len(got()); n != 3 {
 			t.Errorf("the endpoint got %d attempts, want exactly 3", n)
+		}
+
+		// A secret sealed with another key (a database restored without
+		// its data_dir/pki) does not open: nothing is sent unsigned, and
+		// the delivery log says why.
+		otherBox, _ := secretbox.New(bytes.Repeat([]byte{1}, secretbox.KeySize))
+		wdb, _ := db.DBs()
+		if _, err := wdb.Exec(db.Rebind(`UPDATE webhooks SET secret = ? WHERE id = ?`),
+			otherBox.Seal(secret, "webhooks/"+ten.ID+"/"+hookID), hookID); err != nil {
+			t.Fatal(err)
+		}
+		srv.CreateDevice(t, ten.ID, p.ID)
+		testserver.Eventually(t, 10*time.Second, func() bool {
+			r := srv.Must(t, http.StatusOK, testserver.Req{Method: http.MethodGet, Path: api + "/webhooks/" + hookID + "/deliveries", Key: key})
+			dl = r.Items()
+			return len(dl) == 2 && dl[0]["status"] == "failed"
+		}, "the delivery log does not show the second delivery failed: %v", dl)
+		if e, _ := dl[0]["last_error"].(string); !strings.Contains(e, "secrets key") {
+			t.Errorf("the failed delivery says %q, want the secrets key named", e)
+		}
+		if n := len(got()); n != 3 {
+			t.Errorf("the endpoint got %d attempts, want still 3 (nothing sent unsigned)", n)
 		}
 	}, fast)
 }

@@ -51,8 +51,15 @@ func encodeKey(key crypto.Signer, passphrase string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sealPEM(der, "PRIVATE KEY", encryptedKeyType, passphrase)
+}
+
+// sealPEM returns payload as a PEM block of plainType without a
+// passphrase, or sealed under it as a block of sealedType (the scheme
+// described above; sealedType is part of the additional data).
+func sealPEM(payload []byte, plainType, sealedType, passphrase string) ([]byte, error) {
 	if passphrase == "" {
-		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+		return pem.EncodeToMemory(&pem.Block{Type: plainType, Bytes: payload}), nil
 	}
 	salt := make([]byte, 16)
 	nonce := make([]byte, 12)
@@ -63,14 +70,43 @@ func encodeKey(key crypto.Signer, passphrase string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sealed := gcm.Seal(nil, nonce, der, aad(params))
-	return pem.EncodeToMemory(&pem.Block{Type: encryptedKeyType, Headers: map[string]string{
+	sealed := gcm.Seal(nil, nonce, payload, aad(sealedType, params))
+	return pem.EncodeToMemory(&pem.Block{Type: sealedType, Headers: map[string]string{
 		"KDF": kdfName, "KDF-Params": params, "Salt": base64.StdEncoding.EncodeToString(salt),
 		"Cipher": cipherName, "Nonce": base64.StdEncoding.EncodeToString(nonce),
 	}, Bytes: sealed}), nil
 }
 
-func aad(params string) []byte { return []byte(encryptedKeyType + "\n" + kdfName + "\n" + params) }
+// openPEM opens a block sealPEM sealed.
+func openPEM(block *pem.Block, passphrase string) ([]byte, error) {
+	if passphrase == "" {
+		return nil, ErrPassphrase
+	}
+	h := block.Headers
+	if h["KDF"] != kdfName || h["Cipher"] != cipherName {
+		return nil, fmt.Errorf("unsupported key encryption %q/%q", h["KDF"], h["Cipher"])
+	}
+	t, m, p, err := parseArgonParams(h["KDF-Params"])
+	if err != nil {
+		return nil, err
+	}
+	salt, err1 := base64.StdEncoding.DecodeString(h["Salt"])
+	nonce, err2 := base64.StdEncoding.DecodeString(h["Nonce"])
+	if err1 != nil || err2 != nil || len(salt) < 8 || len(nonce) != 12 {
+		return nil, errors.New("encrypted key: bad salt or nonce header")
+	}
+	gcm, err := keyCipher(passphrase, salt, t, m, p)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := gcm.Open(nil, nonce, block.Bytes, aad(block.Type, h["KDF-Params"]))
+	if err != nil {
+		return nil, ErrPassphrase
+	}
+	return payload, nil
+}
+
+func aad(blockType, params string) []byte { return []byte(blockType + "\n" + kdfName + "\n" + params) }
 
 func keyCipher(passphrase string, salt []byte, t, m uint32, p uint8) (cipher.AEAD, error) {
 	k := argon2.IDKey([]byte(passphrase), salt, t, m, p, 32)
@@ -91,29 +127,8 @@ func decodeKey(data []byte, passphrase string) (key crypto.Signer, encrypted boo
 	der := block.Bytes
 	switch block.Type {
 	case encryptedKeyType:
-		encrypted = true
-		if passphrase == "" {
-			return nil, true, ErrPassphrase
-		}
-		h := block.Headers
-		if h["KDF"] != kdfName || h["Cipher"] != cipherName {
-			return nil, true, fmt.Errorf("unsupported key encryption %q/%q", h["KDF"], h["Cipher"])
-		}
-		t, m, p, err := parseArgonParams(h["KDF-Params"])
-		if err != nil {
+		if der, err = openPEM(block, passphrase); err != nil {
 			return nil, true, err
-		}
-		salt, err1 := base64.StdEncoding.DecodeString(h["Salt"])
-		nonce, err2 := base64.StdEncoding.DecodeString(h["Nonce"])
-		if err1 != nil || err2 != nil || len(salt) < 8 || len(nonce) != 12 {
-			return nil, true, errors.New("encrypted key: bad salt or nonce header")
-		}
-		gcm, err := keyCipher(passphrase, salt, t, m, p)
-		if err != nil {
-			return nil, true, err
-		}
-		if der, err = gcm.Open(nil, nonce, block.Bytes, aad(h["KDF-Params"])); err != nil {
-			return nil, true, ErrPassphrase
 		}
 		key, err = parsePKCS8Signer(der)
 		return key, true, err

@@ -183,10 +183,12 @@ type Event struct {
 
 // Webhook is a tenant's subscription to events.
 type Webhook struct {
-	ID        string    `json:"id"`
-	TenantID  string    `json:"tenant_id"`
-	URL       string    `json:"url"`
-	Types     []string  `json:"types"` // empty = all; "device.*" matches a family
+	ID       string   `json:"id"`
+	TenantID string   `json:"tenant_id"`
+	URL      string   `json:"url"`
+	Types    []string `json:"types"` // empty = all; "device.*" matches a family
+	// Secret signs deliveries. The store keeps it sealed; it reads as
+	// empty when it cannot be opened with the server's secrets key.
 	Secret    string    `json:"-"`
 	Active    bool      `json:"active"`
 	CreatedAt time.Time `json:"created_at"`

@@ -23,7 +23,9 @@ import (
 	"github.com/steward-iot/steward/internal/config"
 	"github.com/steward-iot/steward/internal/events"
 	"github.com/steward-iot/steward/internal/httpapi"
+	"github.com/steward-iot/steward/internal/identity"
 	"github.com/steward-iot/steward/internal/registry"
+	"github.com/steward-iot/steward/internal/secretbox"
 	"github.com/steward-iot/steward/internal/store"
 	"github.com/steward-iot/steward/internal/store/sqlstore"
 	"github.com/steward-iot/steward/internal/webhook"
@@ -80,11 +82,27 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		return nil, fmt.Errorf("creating the data folder %s: %w", cfg.DataDir, err)
 	}
 	s := &Server{Config: cfg, Log: log, Version: version}
-	st, err := sqlstore.Open(ctx, cfg.Store.URL, sqlstore.Options{})
+	// The store seals webhook secrets with a key kept beside the CA keys
+	// (and protected by the same passphrase).
+	skey, err := identity.LoadOrCreateSecretsKey(identity.PKIConfig{Dir: filepath.Join(cfg.DataDir, PKIDir), Passphrase: cfg.PKI.Passphrase})
+	if err != nil {
+		return nil, err
+	}
+	box, err := secretbox.New(skey)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlstore.Open(ctx, cfg.Store.URL, sqlstore.Options{Secrets: box})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store: %w", err)
 	}
 	s.Store = st
+	if n, err := st.SealWebhookSecrets(ctx); err != nil {
+		st.Close()
+		return nil, err
+	} else if n > 0 {
+		log.Info("sealed webhook secrets that were stored in clear", "webhooks", n)
+	}
 	b, err := bus.Open(ctx, bus.Config{URL: cfg.Bus.URL, DataDir: filepath.Join(cfg.DataDir, "bus"), Prefix: cfg.Bus.Prefix,
 		Replicas: cfg.Bus.Replicas, Name: "steward", EventRetention: cfg.Bus.EventRetention,
 		TelemetryRetention: cfg.Bus.TelemetryRetention, TelemetryAckWait: cfg.Bus.TelemetryAckWait}, log.With("component", "bus"))

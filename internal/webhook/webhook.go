@@ -191,10 +191,24 @@ func (d *Dispatcher) sendDue(ctx context.Context) {
 	}
 }
 
+// ErrNoSecret: the webhook's signing secret, sealed in the database, does
+// not open with this server's secrets key.
+var ErrNoSecret = errors.New("the webhook's signing secret does not open with this server's secrets key " +
+	"(data_dir/pki/secrets.key): restore the key it was sealed with, or delete the webhook and create it again")
+
 func (d *Dispatcher) attempt(ctx context.Context, dl *model.WebhookDelivery) {
 	h, err := d.St.GetWebhook(ctx, dl.TenantID, dl.WebhookID)
 	if err != nil {
 		dl.Status, dl.LastError = "failed", "subscription no longer exists"
+		d.save(ctx, dl)
+		return
+	}
+	if h.Secret == "" {
+		// Never send unsigned: the receiver could not tell it from a forgery.
+		dl.Status, dl.NextAttempt = "failed", nil
+		dl.LastError = ErrNoSecret.Error()
+		dl.UpdatedAt = time.Now().UTC()
+		d.Log.Warn("webhook delivery refused", "webhook", h.ID, "event", dl.EventID, "err", ErrNoSecret)
 		d.save(ctx, dl)
 		return
 	}

@@ -158,7 +158,7 @@ func (db *DB) runGroup(group []*groupReq) {
 			failAll(fmt.Errorf("starting a savepoint: %w", err))
 			return
 		}
-		t := &tx{reader: reader{q: fixedCtx{sqlTx, context.WithoutCancel(r.ctx)}, d: db.d}, tx: sqlTx}
+		t := &tx{reader: reader{q: fixedCtx{sqlTx, context.WithoutCancel(r.ctx)}, d: db.d, box: db.box}, tx: sqlTx}
 		func() {
 			defer func() {
 				if p := recover(); p != nil {
@@ -201,7 +201,7 @@ func (db *DB) update(ctx context.Context, fn func(store.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("starting a transaction: %w", err)
 	}
-	t := &tx{reader: reader{q: sqlTx, d: db.d}, tx: sqlTx}
+	t := &tx{reader: reader{q: sqlTx, d: db.d, box: db.box}, tx: sqlTx}
 	committed := false
 	defer func() {
 		if !committed {

@@ -25,6 +25,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/steward-iot/steward/internal/secretbox"
 	"github.com/steward-iot/steward/internal/store"
 )
 
@@ -83,6 +84,11 @@ type Options struct {
 	ReadConns int
 	// MaxConns caps PostgreSQL's pool (default 20).
 	MaxConns int
+	// Secrets seals the secrets kept in the store (webhook signing
+	// secrets). Without it they are written in clear and sealed ones
+	// cannot be read: the platform always sets it; tools that never read
+	// them need not.
+	Secrets *secretbox.Box
 }
 
 // Open opens (and migrates) the store named by rawURL:
@@ -150,7 +156,7 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	db := &DB{d: sqliteDialect, w: w, r: r}
-	db.reader = reader{q: r, d: sqliteDialect}
+	db.reader = reader{q: r, d: sqliteDialect, box: o.Secrets}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -175,7 +181,7 @@ func openPostgres(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", redact(rawURL), err)
 	}
 	db := &DB{d: postgresDialect, w: p, r: p, pg: true}
-	db.reader = reader{q: p, d: postgresDialect}
+	db.reader = reader{q: p, d: postgresDialect, box: o.Secrets}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -321,8 +327,9 @@ type querier interface {
 
 // reader implements store.Reader on a pool or a transaction.
 type reader struct {
-	q querier
-	d *dialect
+	q   querier
+	d   *dialect
+	box *secretbox.Box // see Options.Secrets
 }
 
 func (r reader) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {

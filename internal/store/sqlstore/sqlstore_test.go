@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"bytes"
 	"database/sql"
 	"fmt"
 	"path/filepath"
@@ -10,16 +11,26 @@ import (
 
 	"github.com/steward-iot/steward/internal/auditlog"
 	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/secretbox"
 	"github.com/steward-iot/steward/internal/store"
 	"github.com/steward-iot/steward/internal/store/sqlstore"
 	"github.com/steward-iot/steward/internal/store/storetest"
 	"github.com/steward-iot/steward/internal/testutil/pgtest"
 )
 
-// open opens url and closes the store when t ends.
+// testBox seals secrets in tests, as the platform's key does.
+var testBox, _ = secretbox.New(bytes.Repeat([]byte{0x5e}, secretbox.KeySize))
+
+// open opens url (with the secrets key, as the platform does) and closes
+// the store when t ends.
 func open(t *testing.T, url string) *sqlstore.DB {
 	t.Helper()
-	db, err := sqlstore.Open(t.Context(), url, sqlstore.Options{})
+	return openWith(t, url, sqlstore.Options{Secrets: testBox})
+}
+
+func openWith(t *testing.T, url string, o sqlstore.Options) *sqlstore.DB {
+	t.Helper()
+	db, err := sqlstore.Open(t.Context(), url, o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -7,12 +7,25 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward/internal/model"
+	"github.com/steward-iot/steward/internal/secretbox"
 	"github.com/steward-iot/steward/internal/store"
 )
 
 const webhookCols = `id, tenant_id, url, types, secret, active, created_at`
 
-func scanWebhook(s scanner) (*model.Webhook, error) {
+// secretBinding ties a sealed webhook secret to its row: a sealed value
+// copied to another webhook or tenant does not open.
+func secretBinding(tenantID, id string) string { return "webhooks/" + tenantID + "/" + id }
+
+// sealSecret is what is stored for a webhook's secret.
+func (r reader) sealSecret(w *model.Webhook) string {
+	if r.box == nil {
+		return w.Secret
+	}
+	return r.box.Seal(w.Secret, secretBinding(w.TenantID, w.ID))
+}
+
+func (r reader) scanWebhook(s scanner) (*model.Webhook, error) {
 	var w model.Webhook
 	var types string
 	var created int64
@@ -23,11 +36,23 @@ func scanWebhook(s scanner) (*model.Webhook, error) {
 		return nil, err
 	}
 	w.CreatedAt = fromMicro(created)
+	// A secret still in clear (written before secrets were sealed) is
+	// read as it is until SealWebhookSecrets seals it. One that does not
+	// open (sealed with another key, or this store has none) reads as
+	// empty: the webhook stays visible and deletable, and the dispatcher
+	// refuses to send for it with the reason.
+	if secretbox.IsSealed(w.Secret) {
+		plain := ""
+		if r.box != nil {
+			plain, _ = r.box.Open(w.Secret, secretBinding(w.TenantID, w.ID))
+		}
+		w.Secret = plain
+	}
 	return &w, nil
 }
 
 func (r reader) GetWebhook(ctx context.Context, tenantID, id string) (*model.Webhook, error) {
-	w, err := scanWebhook(r.row(ctx, `SELECT `+webhookCols+` FROM webhooks WHERE tenant_id = ? AND id = ?`, tenantID, id))
+	w, err := r.scanWebhook(r.row(ctx, `SELECT `+webhookCols+` FROM webhooks WHERE tenant_id = ? AND id = ?`, tenantID, id))
 	return w, mapErr(err, "")
 }
 
@@ -39,7 +64,7 @@ func (r reader) ListWebhooks(ctx context.Context, tenantID string) ([]model.Webh
 	defer rows.Close()
 	var out []model.Webhook
 	for rows.Next() {
-		w, err := scanWebhook(rows)
+		w, err := r.scanWebhook(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -54,8 +79,48 @@ func (t *tx) CreateWebhook(ctx context.Context, w *model.Webhook) error {
 	}
 	types, _ := json.Marshal(w.Types)
 	_, err := t.exec(ctx, `INSERT INTO webhooks (`+webhookCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		w.ID, w.TenantID, w.URL, string(types), w.Secret, w.Active, toMicro(w.CreatedAt))
+		w.ID, w.TenantID, w.URL, string(types), t.sealSecret(w), w.Active, toMicro(w.CreatedAt))
 	return mapErr(err, "webhook")
+}
+
+// SealWebhookSecrets seals the webhook secrets still stored in clear (by
+// a version that did not seal them) and returns how many it sealed. It
+// needs the store's secrets key.
+func (db *DB) SealWebhookSecrets(ctx context.Context) (int, error) {
+	if db.box == nil {
+		return 0, errors.New("sealing webhook secrets: the store was opened without the secrets key")
+	}
+	n := 0
+	err := db.Update(ctx, func(st store.Tx) error {
+		t := st.(*tx)
+		rows, err := t.query(ctx, `SELECT tenant_id, id, secret FROM webhooks WHERE secret NOT LIKE ?`, secretbox.Prefix+"%")
+		if err != nil {
+			return err
+		}
+		var plain []model.Webhook
+		for rows.Next() {
+			var w model.Webhook
+			if err := rows.Scan(&w.TenantID, &w.ID, &w.Secret); err != nil {
+				rows.Close()
+				return err
+			}
+			plain = append(plain, w)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for i := range plain {
+			w := &plain[i]
+			if _, err := t.exec(ctx, `UPDATE webhooks SET secret = ? WHERE tenant_id = ? AND id = ?`,
+				t.sealSecret(w), w.TenantID, w.ID); err != nil {
+				return err
+			}
+		}
+		n = len(plain)
+		return nil
+	})
+	return n, err
 }
 
 func (t *tx) DeleteWebhook(ctx context.Context, tenantID, id string) error {
