@@ -14,8 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steward-iot/steward/internal/authz"
 	"github.com/steward-iot/steward/internal/config"
+	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/platform"
+	"github.com/steward-iot/steward/internal/registry"
+	"github.com/steward-iot/steward/internal/secretbox"
+	"github.com/steward-iot/steward/internal/store/sqlstore"
 	"github.com/steward-iot/steward/internal/testutil/pgtest"
 )
 
@@ -172,5 +177,51 @@ func TestStartOnBusyPort(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Shutdown after a failed Start hangs")
+	}
+}
+
+// TestWebhookSecretsSealedOnStart: a webhook secret stored in clear (by a
+// version that did not seal them) is sealed when the server starts, and
+// still signs with the same value.
+func TestWebhookSecretsSealedOnStart(t *testing.T) {
+	ctx := t.Context()
+	cfg := devConfig(t)
+	s := start(t, cfg)
+	admin := &authz.Principal{KeyID: "test", Role: model.RolePlatformAdmin}
+	ten, err := s.Registry.CreateTenant(ctx, admin, "hooks", model.TenantEnterprise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Registry.CreateWebhook(ctx, admin, ten.ID, registry.WebhookInput{URL: "https://hooks.example/in"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := s.Store.(*sqlstore.DB)
+	raw := func() string {
+		_, r := db.DBs()
+		var v string
+		if err := r.QueryRow(db.Rebind(`SELECT secret FROM webhooks WHERE id = ?`), w.ID).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := raw(); !secretbox.IsSealed(v) {
+		t.Fatalf("a new webhook's secret is stored as %q", v)
+	}
+	wdb, _ := db.DBs()
+	if _, err := wdb.Exec(db.Rebind(`UPDATE webhooks SET secret = ? WHERE id = ?`), w.Secret, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	stop(t, s)
+
+	s = start(t, cfg)
+	defer stop(t, s)
+	db = s.Store.(*sqlstore.DB)
+	if v := raw(); !secretbox.IsSealed(v) || strings.Contains(v, w.Secret) {
+		t.Fatalf("after a restart the clear secret is stored as %q", v)
+	}
+	got, err := s.Store.GetWebhook(ctx, ten.ID, w.ID)
+	if err != nil || got.Secret != w.Secret {
+		t.Fatalf("GetWebhook after sealing: %+v, %v; want the secret unchanged", got, err)
 	}
 }
