@@ -264,13 +264,20 @@ func connRate(t *target, d time.Duration, log io.Writer) (result, error) {
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
+	// Each worker keeps to its own identities (those ≡ w mod workers), so
+	// no two dialers connect as the same device at once: that would
+	// measure session takeovers (the first gets a DISCONNECT), not setup.
+	ids := len(t.creds) - len(t.creds)%workers
+	if ids == 0 {
+		return result{}, fmt.Errorf("connection setup needs at least %d devices, have %d", workers, len(t.creds))
+	}
 	t0 := time.Now()
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := w; time.Now().Before(deadline); i += workers {
-				c, err := t.device(i%len(t.creds), 60)
+				c, err := t.device(i%ids, 60)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
