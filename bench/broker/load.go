@@ -259,7 +259,7 @@ func fanIn(t *target, pubs, msgs int, qos byte, log io.Writer) ([]result, error)
 
 // connRate: TLS handshake with a client certificate + CONNECT/CONNACK.
 func connRate(t *target, d time.Duration, log io.Writer) (result, error) {
-	const workers = 32
+	const maxDialers = 32
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
@@ -267,10 +267,11 @@ func connRate(t *target, d time.Duration, log io.Writer) (result, error) {
 	// Each worker keeps to its own identities (those ≡ w mod workers), so
 	// no two dialers connect as the same device at once: that would
 	// measure session takeovers (the first gets a DISCONNECT), not setup.
-	ids := len(t.creds) - len(t.creds)%workers
-	if ids == 0 {
-		return result{}, fmt.Errorf("connection setup needs at least %d devices, have %d", workers, len(t.creds))
+	workers := min(maxDialers, len(t.creds))
+	if workers == 0 {
+		return result{}, errors.New("connection setup: no device identities")
 	}
+	ids := len(t.creds) - len(t.creds)%workers
 	t0 := time.Now()
 	for w := range workers {
 		wg.Add(1)

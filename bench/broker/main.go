@@ -6,7 +6,8 @@
 //     them; QoS 0 and QoS 1. Delivered msg/s = messages the consumer got /
 //     time from the first publish to the last delivery.
 //   - TLS connection setup rate: handshake (client certificate) + CONNECT +
-//     CONNACK, by 32 concurrent dialers.
+//     CONNACK, by 32 concurrent dialers (fewer with fewer devices), each
+//     connecting only as devices of its own.
 //   - RSS per idle TLS connection at 10k connections and at the most the
 //     open-file limit allows: (RSS with N idle clients - RSS before) / N.
 //
