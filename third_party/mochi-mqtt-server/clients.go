@@ -199,8 +199,11 @@ func newClient(c net.Conn, o *ops) *Client {
 // then held both. Now the writing goroutine exists only while there is
 // something to write, and the queue only while it holds something.
 func (cl *Client) enqueueOutbound(pk *packets.Packet) bool {
+	// At least one: with a limit of 0 the library's unbuffered channel
+	// still handed a packet to an idle writer.
+	limit := max(int(cl.ops.options.Capabilities.MaximumClientWritesPending), 1)
 	cl.State.outMu.Lock()
-	if len(cl.State.outQueue)-cl.State.outHead >= int(cl.ops.options.Capabilities.MaximumClientWritesPending) {
+	if len(cl.State.outQueue)-cl.State.outHead >= limit {
 		cl.State.outMu.Unlock()
 		return false
 	}
