@@ -86,6 +86,10 @@ type Config struct {
 	// ReceiveMaximum is how many QoS 1 messages a client may have
 	// unacknowledged towards the broker (default 32).
 	ReceiveMaximum uint16
+	// ParkAfter is how long a TLS connection waits for data with a
+	// goroutine of its own before it waits without one (default 2 s;
+	// negative: never). See idleconn.go.
+	ParkAfter time.Duration
 
 	// TouchEvery throttles last-seen updates per device (default 1 min).
 	TouchEvery time.Duration
@@ -94,6 +98,9 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
+	if c.ParkAfter == 0 {
+		c.ParkAfter = 2 * time.Second
+	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 64 << 10
 	}
@@ -301,7 +308,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		if s.ws {
 			l = newWSListener(s.id, ln, tc, b.log)
 		} else {
-			l = newTCPListener(s.id, ln, tc, b.log)
+			l = newTCPListener(s.id, ln, tc, b.log, b.cfg.ParkAfter)
 		}
 		b.addr[s.id] = ln.Addr()
 		b.modes[s.id] = s.mode

@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Most device connections are idle most of the time, and an idle
@@ -106,10 +108,23 @@ type idleConn struct {
 	// drained: the last read returned less than asked, so TLS holds no
 	// plaintext, and (recordConn) no record either.
 	drained bool
+	// deadline is the read deadline last set (the library sets the
+	// keepalive deadline before each packet).
+	deadline time.Time
+	// parkAfter is how long the connection waits for data with its
+	// goroutine before it parks without one (<= 0: never). A connection
+	// with traffic keeps its goroutine; a parked one costs a new
+	// goroutine, whose stack grows again, for its next packet.
+	parkAfter time.Duration
+
+	// Parking (Park): pmu guards the rest.
+	pmu    sync.Mutex
+	closed bool
+	parked parking // the platform's registration while parked
 }
 
 // newIdleConn wraps a TLS server connection made over rec.
-func newIdleConn(t *tls.Conn, rec *recordConn) net.Conn {
+func newIdleConn(t *tls.Conn, rec *recordConn, parkAfter time.Duration) net.Conn {
 	sc, ok := rec.Conn.(syscall.Conn)
 	if !ok {
 		return t
@@ -118,7 +133,78 @@ func newIdleConn(t *tls.Conn, rec *recordConn) net.Conn {
 	if err != nil {
 		return t
 	}
-	return &idleConn{Conn: t, rec: rec, raw: raw}
+	return &idleConn{Conn: t, rec: rec, raw: raw, parkAfter: parkAfter}
+}
+
+// Park lets the broker library's reader end while the connection idles
+// (mochi Parker, see third_party/mochi-mqtt-server/PATCHES.md). It first
+// waits up to parkAfter for data, in this goroutine; then, if nothing came
+// and the keepalive deadline is further away, it hands the socket to the
+// idle poller, which calls resume when data arrives, the deadline passes
+// or the connection is closed. An idle device connection then costs no
+// goroutine at all, and the one that waited gives back its stack.
+func (c *idleConn) Park(resume func()) bool {
+	if c.parkAfter <= 0 || !c.drained || c.rec.buffered() {
+		return false
+	}
+	until := time.Now().Add(c.parkAfter)
+	if !c.deadline.IsZero() && !until.Before(c.deadline) {
+		return false // the deadline comes first: the usual read reports it
+	}
+	_ = c.Conn.SetReadDeadline(until)
+	err := c.waitReadable()
+	_ = c.Conn.SetReadDeadline(c.deadline)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false // data, an end or an error: the usual read takes it
+	}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if c.closed {
+		return false
+	}
+	return c.park(resume)
+}
+
+// wake ends the parking p, if it is still the current one, and resumes
+// the reader.
+func (c *idleConn) wake(p parking) {
+	c.pmu.Lock()
+	if !c.parked.is(p) {
+		c.pmu.Unlock()
+		return
+	}
+	resume := c.unpark()
+	c.pmu.Unlock()
+	go resume()
+}
+
+// Close closes the connection; a parked reader is resumed to see it
+// closed, as a waiting read would.
+func (c *idleConn) Close() error {
+	c.pmu.Lock()
+	c.closed = true
+	var resume func()
+	if c.parked.active() {
+		resume = c.unpark() // before the socket closes: its number may be reused
+	}
+	c.pmu.Unlock()
+	// Not under pmu: closing TLS may wait up to 5 s to send its alert, and
+	// the poller must not wait for that.
+	err := c.Conn.Close()
+	if resume != nil {
+		go resume()
+	}
+	return err
+}
+
+func (c *idleConn) SetDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *idleConn) SetReadDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {

@@ -154,7 +154,7 @@ func TestIdleConnOverTLS(t *testing.T) {
 	if err := tconn.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	conn := newIdleConn(tconn, rec)
+	conn := newIdleConn(tconn, rec, 0)
 	if _, ok := conn.(*idleConn); !ok {
 		t.Fatalf("a TCP connection was not wrapped: %T", conn)
 	}

@@ -31,16 +31,17 @@ const connectTimeout = 10 * time.Second
 
 // tcpListener serves MQTT over TCP or TLS on a socket bound by Start.
 type tcpListener struct {
-	id  string
-	ln  net.Listener
-	tls *tls.Config
-	log *slog.Logger
-	end atomic.Bool
-	wg  sync.WaitGroup
+	id        string
+	ln        net.Listener
+	tls       *tls.Config
+	log       *slog.Logger
+	parkAfter time.Duration // see Config.ParkAfter
+	end       atomic.Bool
+	wg        sync.WaitGroup
 }
 
-func newTCPListener(id string, ln net.Listener, tc *tls.Config, log *slog.Logger) *tcpListener {
-	return &tcpListener{id: id, ln: ln, tls: tc, log: log}
+func newTCPListener(id string, ln net.Listener, tc *tls.Config, log *slog.Logger, parkAfter time.Duration) *tcpListener {
+	return &tcpListener{id: id, ln: ln, tls: tc, log: log, parkAfter: parkAfter}
 }
 
 func (l *tcpListener) ID() string              { return l.id }
@@ -79,7 +80,7 @@ func (l *tcpListener) serveConn(conn net.Conn, establish listeners.EstablishFn) 
 			conn.Close()
 			return
 		}
-		conn = newIdleConn(tconn, rec) // see idleconn.go
+		conn = newIdleConn(tconn, rec, l.parkAfter) // see idleconn.go
 	}
 	// The handshake grew this goroutine's stack (deep crypto calls); a
 	// fresh goroutine carries the long-lived, mostly idle connection, whose

@@ -427,14 +427,46 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 // Read reads incoming packets from the connected client and transforms them into
 // packets to be handled by the packetHandler.
 func (cl *Client) Read(packetHandler ReadFn) error {
+	return cl.readLoop(packetHandler, false, nil)
+}
+
+// Parker is implemented by a connection that can wait for the next packet
+// without a goroutine (patch). Park is called between packets, with
+// nothing left in the client's read buffer. It reports false to have the
+// caller read (and wait) as usual. When it reports true the caller's
+// goroutine ends, and the connection must call resume once, on a goroutine
+// of its own, when data arrives, the read deadline passes or the
+// connection is closed; resume then reads on as the waiting read would
+// have.
+type Parker interface {
+	Park(resume func()) bool
+}
+
+// errParked ends a read loop whose connection parked (patch).
+var errParked = errors.New("connection parked")
+
+// readLoop is Read, resumable (patch). resumed: the loop continues a
+// parked one, so the first read happens at once, without the closed check
+// and the keepalive refresh the parked loop already made (a parked
+// connection must still time out, and one closed while parked must end
+// with the closed connection's error, as a waiting read does). park, when
+// set, is tried before each wait for a packet.
+func (cl *Client) readLoop(packetHandler ReadFn, resumed bool, park func() bool) error {
 	var err error
 
 	for {
-		if cl.Closed() {
-			return nil
-		}
+		if !resumed {
+			if cl.Closed() {
+				return nil
+			}
 
-		cl.refreshDeadline(cl.State.Keepalive)
+			cl.refreshDeadline(cl.State.Keepalive)
+			if park != nil && cl.Net.bconn.Buffered() == 0 && park() {
+				return errParked
+			}
+		}
+		resumed = false
+
 		fh := new(packets.FixedHeader)
 		err = cl.ReadFixedHeader(fh)
 		if err != nil {

@@ -405,21 +405,45 @@ func (s *Server) EstablishConnection(listener string, c net.Conn) error {
 // attachClient validates an incoming client connection and if viable, attaches the client
 // to the server, performs session housekeeping, and reads incoming packets.
 func (s *Server) attachClient(cl *Client, listener string) error {
-	defer s.Listeners.ClientsWg.Done()
 	s.Listeners.ClientsWg.Add(1)
-
-	defer cl.Stop(nil)
-
 	counted, err := s.establishClient(cl, listener)
-	if counted {
-		defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
-	}
 	if err != nil {
+		s.endClient(cl, counted)
 		return err
 	}
+	return s.serveClient(cl, listener, counted, false)
+}
 
-	err = cl.Read(s.receivePacket)
-	return s.detachClient(cl, listener, err)
+// serveClient reads the client's packets until the connection ends, then
+// detaches it (patch). When the connection is a Parker and parks while
+// idle, serveClient returns nil at once and the goroutine ends; the
+// connection calls it again, with resumed set, on a goroutine of its own
+// when there is something to read, the read deadline passed, or it was
+// closed.
+func (s *Server) serveClient(cl *Client, listener string, counted, resumed bool) error {
+	var park func() bool
+	if p, ok := cl.Net.Conn.(Parker); ok {
+		park = func() bool {
+			return p.Park(func() { _ = s.serveClient(cl, listener, counted, true) })
+		}
+	}
+	err := cl.readLoop(s.receivePacket, resumed, park)
+	if errors.Is(err, errParked) {
+		return nil
+	}
+	err = s.detachClient(cl, listener, err)
+	s.endClient(cl, counted)
+	return err
+}
+
+// endClient is the end of every attached client, in the order the
+// library's deferred calls ran (patch: they outlive a parked goroutine).
+func (s *Server) endClient(cl *Client, counted bool) {
+	if counted {
+		atomic.AddInt64(&s.Info.ClientsConnected, -1)
+	}
+	cl.Stop(nil)
+	s.Listeners.ClientsWg.Done()
 }
 
 // establishClient reads and answers the connect packet. counted reports

@@ -1,0 +1,157 @@
+//go:build linux
+
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// parkPair is a TLS connection whose server side is an idleConn that
+// parks after parkAfter; the client side is returned to write to.
+func parkPair(t *testing.T, parkAfter time.Duration) (*idleConn, *tls.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	dialed := make(chan *tls.Conn, 1)
+	go func() {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true}) // test only: self-signed
+		if err != nil {
+			t.Error(err)
+			close(dialed)
+			return
+		}
+		dialed <- c
+	}()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecordConn(raw)
+	tconn := tls.Server(rec, cfg)
+	if err := tconn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	client := <-dialed
+	if client == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { client.Close() })
+	c := newIdleConn(tconn, rec, parkAfter).(*idleConn)
+	t.Cleanup(func() { c.Close() })
+	return c, client
+}
+
+// readSome reads what the client sent last; a short read leaves the
+// connection drained, as between two packets.
+func readSome(t *testing.T, c *idleConn, want string) {
+	t.Helper()
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != want {
+		t.Fatalf("read %q, %v; want %q", buf[:n], err, want)
+	}
+}
+
+func isParked(c *idleConn) bool {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.parked.active()
+}
+
+// waitResume waits for a parked connection's reader to be resumed.
+func waitResume(t *testing.T, resumed chan struct{}, why string) {
+	t.Helper()
+	select {
+	case <-resumed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("not resumed after %s", why)
+	}
+}
+
+// TestParkIdleConn covers parking: only when drained and idle for
+// parkAfter, never with data waiting, and every way out of it — data, the
+// read deadline, closing — resumes the reader once, which then reads as a
+// waiting read would have.
+func TestParkIdleConn(t *testing.T) {
+	c, client := parkPair(t, 20*time.Millisecond)
+	resumed := make(chan struct{}, 4)
+	resume := func() { resumed <- struct{}{} }
+
+	if c.Park(resume) {
+		t.Fatal("parked before any read: TLS may hold data")
+	}
+	client.Write([]byte("a"))
+	readSome(t, c, "a")
+
+	// Data already waiting: no parking, the read takes it.
+	client.Write([]byte("b"))
+	time.Sleep(50 * time.Millisecond)
+	if c.Park(resume) {
+		t.Fatal("parked with data waiting")
+	}
+	readSome(t, c, "b")
+
+	// Idle: parks; data resumes it, once.
+	if !c.Park(resume) || !isParked(c) {
+		t.Fatal("an idle, drained connection did not park")
+	}
+	client.Write([]byte("c"))
+	waitResume(t, resumed, "data arrived")
+	if isParked(c) {
+		t.Fatal("still registered after resuming")
+	}
+	readSome(t, c, "c")
+
+	// The read deadline passes while parked: resumed, and the read says so.
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if !c.Park(resume) {
+		t.Fatal("did not park before a far deadline")
+	}
+	waitResume(t, resumed, "the deadline passed")
+	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after the deadline woke it: %v", err)
+	}
+	// A deadline nearer than parkAfter: no parking.
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	if c.Park(resume) {
+		t.Fatal("parked although the deadline comes first")
+	}
+
+	// Closed while parked: resumed, and the read fails.
+	c.SetReadDeadline(time.Time{})
+	if !c.Park(resume) {
+		t.Fatal("did not park without a deadline")
+	}
+	c.Close()
+	waitResume(t, resumed, "close")
+	if _, err := c.Read(make([]byte, 8)); err == nil {
+		t.Fatal("read on a closed connection succeeded")
+	}
+	if c.Park(resume) {
+		t.Fatal("a closed connection parked")
+	}
+	select {
+	case <-resumed:
+		t.Fatal("resumed more than once")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestParkOff: a zero or negative delay never parks.
+func TestParkOff(t *testing.T) {
+	c, client := parkPair(t, 0)
+	client.Write([]byte("a"))
+	readSome(t, c, "a")
+	if c.Park(func() {}) {
+		t.Fatal("parked with parking off")
+	}
+}
