@@ -111,6 +111,8 @@ type idleConn struct {
 	// deadline is the read deadline last set (the library sets the
 	// keepalive deadline before each packet).
 	deadline time.Time
+	// ready: Park saw data waiting, so the next read need not look.
+	ready bool
 	// parkAfter is how long the connection waits for data with its
 	// goroutine before it parks without one (<= 0: never). A connection
 	// with traffic keeps its goroutine; a parked one costs a new
@@ -147,14 +149,21 @@ func (c *idleConn) Park(resume func()) bool {
 	if c.parkAfter <= 0 || !c.drained || c.rec.buffered() {
 		return false
 	}
+	if c.peek() {
+		// The usual case with traffic: the next packet is there already.
+		// The read takes it without looking again.
+		c.ready = true
+		return false
+	}
 	until := time.Now().Add(c.parkAfter)
 	if !c.deadline.IsZero() && !until.Before(c.deadline) {
 		return false // the deadline comes first: the usual read reports it
 	}
 	_ = c.Conn.SetReadDeadline(until)
-	err := c.waitReadable()
+	err := c.wait(false) // peek just found nothing: wait before looking again
 	_ = c.Conn.SetReadDeadline(c.deadline)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.ready = err == nil
 		return false // data, an end or an error: the usual read takes it
 	}
 	c.pmu.Lock()
@@ -208,21 +217,49 @@ func (c *idleConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	if c.drained && !c.rec.buffered() {
+	if c.drained && !c.rec.buffered() && !c.ready {
 		if err := c.waitReadable(); err != nil {
 			return 0, err
 		}
 	}
+	c.ready = false
 	n, err := c.Conn.Read(p)
 	c.drained = n < len(p)
 	return n, err
 }
 
+// peek reports whether the socket has data (or an end or error) now,
+// without waiting.
+func (c *idleConn) peek() bool {
+	ready := false
+	_ = c.raw.Control(func(fd uintptr) {
+		var b [1]byte
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			ready = !errors.Is(err, syscall.EAGAIN)
+			return
+		}
+	})
+	return ready
+}
+
 // waitReadable parks until the socket has data (or an end or error), in a
 // shallow frame. The read deadline applies.
-func (c *idleConn) waitReadable() error {
+func (c *idleConn) waitReadable() error { return c.wait(true) }
+
+// wait is waitReadable; look false skips the first look at the socket,
+// for a caller that just found it empty (the runtime's poller still
+// reports data that came in between).
+func (c *idleConn) wait(look bool) error {
 	var b [1]byte
 	err := c.raw.Read(func(fd uintptr) bool {
+		if !look {
+			look = true
+			return false
+		}
 		for {
 			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			if errors.Is(err, syscall.EINTR) {
