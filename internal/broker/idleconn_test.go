@@ -98,6 +98,26 @@ func selfSigned(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+// acceptIdle accepts one connection on ln and makes it the broker's TLS
+// connection: TLS over recordConn, wrapped in an idleConn.
+func acceptIdle(t *testing.T, ln net.Listener, cfg *tls.Config, parkAfter time.Duration) *idleConn {
+	t.Helper()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecordConn(raw)
+	tconn := tls.Server(rec, cfg)
+	if err := tconn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := newIdleConn(tconn, rec, parkAfter).(*idleConn)
+	if !ok {
+		t.Fatal("a TCP connection was not wrapped")
+	}
+	return c
+}
+
 // TestIdleConnOverTLS runs a real TLS connection through recordConn and
 // idleConn: bursts of small records that arrive together, records larger
 // than the reader's buffer, pauses in between (so the reader waits on the
@@ -145,19 +165,7 @@ func TestIdleConnOverTLS(t *testing.T) {
 		}
 		clientDone <- nil
 	}()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := newRecordConn(raw)
-	tconn := tls.Server(rec, cfg)
-	if err := tconn.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	conn := newIdleConn(tconn, rec, 0)
-	if _, ok := conn.(*idleConn); !ok {
-		t.Fatalf("a TCP connection was not wrapped: %T", conn)
-	}
+	conn := acceptIdle(t, ln, cfg, 0)
 	var got bytes.Buffer
 	buf := make([]byte, 7) // small, so reads end both full and short
 	rnd := mrand.New(mrand.NewPCG(5, 6))

@@ -31,21 +31,12 @@ func parkPair(t *testing.T, parkAfter time.Duration) (*idleConn, *tls.Conn) {
 		}
 		dialed <- c
 	}()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := newRecordConn(raw)
-	tconn := tls.Server(rec, cfg)
-	if err := tconn.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	c := acceptIdle(t, ln, cfg, parkAfter)
 	client := <-dialed
 	if client == nil {
 		t.FailNow()
 	}
 	t.Cleanup(func() { client.Close() })
-	c := newIdleConn(tconn, rec, parkAfter).(*idleConn)
 	t.Cleanup(func() { c.Close() })
 	return c, client
 }
