@@ -31,6 +31,11 @@ type MQTTConfig struct {
 	ByteBurst int     `yaml:"byte_burst" env:"STEWARD_MQTT_BYTE_BURST"`
 	// MaxSessionExpiry caps how long a persistent session is kept (1h).
 	MaxSessionExpiry time.Duration `yaml:"max_session_expiry" env:"STEWARD_MQTT_MAX_SESSION_EXPIRY"`
+	// IdleAfter is how long a TLS device connection waits for data with a
+	// goroutine of its own before it waits without one (2s; a negative
+	// value: never). Shorter saves memory on devices that send rarely;
+	// longer saves CPU on devices that send every few seconds.
+	IdleAfter time.Duration `yaml:"idle_after" env:"STEWARD_MQTT_IDLE_AFTER"`
 }
 
 // DefaultMQTTPort is the certificate listener's port when none is configured.
@@ -84,6 +89,12 @@ func (c *Config) validateConnectivity() error {
 	}
 	if m.MaxSessionExpiry < 0 {
 		return &FieldError{"mqtt.max_session_expiry", "must not be negative"}
+	}
+	if m.IdleAfter == 0 {
+		m.IdleAfter = 2 * time.Second
+	}
+	if m.IdleAfter > 0 && (m.IdleAfter < 100*time.Millisecond || m.IdleAfter > 10*time.Minute) {
+		return &FieldError{"mqtt.idle_after", "must be between 100ms and 10m, or negative (e.g. -1s) to keep every connection's goroutine"}
 	}
 	t := &c.Telemetry
 	if t.Retention == 0 {

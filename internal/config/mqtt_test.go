@@ -1,6 +1,9 @@
 package config
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestMQTTDefaults(t *testing.T) {
 	cases := []struct {
@@ -29,7 +32,7 @@ func TestMQTTDefaults(t *testing.T) {
 			if cfg.MQTT.PlainListen != "" || cfg.MQTT.TokenListen != "" || cfg.MQTT.AppListen != "" {
 				t.Fatalf("a listener other than the certificate one is on by default: %+v", cfg.MQTT)
 			}
-			if cfg.MQTT.MaxPayload != 64<<10 || cfg.Telemetry.Retention.Hours() != 720 {
+			if cfg.MQTT.MaxPayload != 64<<10 || cfg.Telemetry.Retention.Hours() != 720 || cfg.MQTT.IdleAfter != 2*time.Second {
 				t.Fatalf("defaults: %+v %+v", cfg.MQTT, cfg.Telemetry)
 			}
 		})
@@ -38,6 +41,7 @@ func TestMQTTDefaults(t *testing.T) {
 		"mqtt.plain_listen":   func(c *Config) { c.MQTT.PlainListen = "nope" },
 		"mqtt.max_payload":    func(c *Config) { c.MQTT.MaxPayload = 10 },
 		"mqtt.rate_limit":     func(c *Config) { c.MQTT.RateLimit = -1 },
+		"mqtt.idle_after":     func(c *Config) { c.MQTT.IdleAfter = time.Millisecond },
 		"telemetry.retention": func(c *Config) { c.Telemetry.Retention = 1 },
 	} {
 		cfg := Default()

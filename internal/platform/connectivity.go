@@ -127,7 +127,7 @@ func (s *Server) startConnectivity(ctx context.Context) error {
 	cfg := broker.Config{Listen: m.Listen, TokenListen: m.TokenListen, WSListen: m.WSListen, PlainListen: m.PlainListen,
 		AppListen:  m.AppListen,
 		MaxPayload: m.MaxPayload, RateLimit: m.RateLimit, RateBurst: m.RateBurst, ByteRate: m.ByteRate, ByteBurst: m.ByteBurst,
-		MaxSessionExpiry: m.MaxSessionExpiry}
+		MaxSessionExpiry: m.MaxSessionExpiry, ParkAfter: m.IdleAfter}
 	if s.BrokerConfig != nil {
 		s.BrokerConfig(&cfg)
 	}
