@@ -14,6 +14,25 @@ import (
 	"github.com/steward-iot/steward/internal/broker"
 )
 
+// rawConnect sends an MQTT 3.1.1 CONNECT (clean session) as clientID
+// over conn, encoded by the broker library, and checks that r, reading
+// conn, gets a CONNACK that accepts it.
+func rawConnect(t *testing.T, conn io.Writer, r *bufio.Reader, clientID string, keepalive uint16) {
+	t.Helper()
+	var out bytes.Buffer
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: keepalive, ClientIdentifier: clientID}}
+	if err := connect.ConnectEncode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if typ, body, err := readRaw(r); err != nil || typ != 0x20 || len(body) != 2 || body[1] != 0 {
+		t.Fatalf("CONNACK: type %#x body %v err %v", typ, body, err)
+	}
+}
+
 // readRaw reads one packet: its first byte and body.
 func readRaw(r *bufio.Reader) (byte, []byte, error) {
 	first, err := r.ReadByte()
@@ -50,22 +69,11 @@ func TestTelemetryAcksInOrder(t *testing.T) {
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	r := bufio.NewReader(conn)
 
-	var out bytes.Buffer
-	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
-		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: dev.DeviceID}}
-	if err := connect.ConnectEncode(&out); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Write(out.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	if typ, body, err := readRaw(r); err != nil || typ != 0x20 || len(body) != 2 || body[1] != 0 {
-		t.Fatalf("CONNACK: type %#x body %v err %v", typ, body, err)
-	}
+	rawConnect(t, conn, r, dev.DeviceID, 60)
 
 	const n = 300
 	const twinAt = 150
-	out.Reset()
+	var out bytes.Buffer
 	for i := 1; i <= n; i++ {
 		topic, payload := "d/"+dev.DeviceID+"/telemetry", fmt.Sprintf(`{"seq":%d}`, i)
 		if i == twinAt {

@@ -19,6 +19,38 @@ type deviceFlow struct {
 	inbox     chan msg
 }
 
+// flow drives the device flow with paho.golang (MQTT 5); every filter
+// must be granted QoS 1.
+func (c *v5) flow() deviceFlow {
+	return deviceFlow{inbox: c.inbox,
+		subscribe: func(t *testing.T, f ...string) {
+			for i, r := range c.subscribe(t, f...) {
+				if r != 1 {
+					t.Fatalf("SUBACK for %s: 0x%02x", f[i], r)
+				}
+			}
+		},
+		publish: c.mustPublish}
+}
+
+// flow drives the device flow with paho.mqtt.golang (MQTT 3.1.1).
+func (c *v3) flow() deviceFlow {
+	return deviceFlow{inbox: c.inbox, subscribe: c.subscribe,
+		publish: func(t *testing.T, topic string, qos byte, payload string) {
+			if err := c.publish(t, topic, qos, payload); err != nil {
+				t.Fatal(err)
+			}
+		}}
+}
+
+// pausing is f with pause before every packet the device sends.
+func (f deviceFlow) pausing(pause func()) deviceFlow {
+	subscribe, publish := f.subscribe, f.publish
+	f.subscribe = func(t *testing.T, filters ...string) { pause(); subscribe(t, filters...) }
+	f.publish = func(t *testing.T, topic string, qos byte, payload string) { pause(); publish(t, topic, qos, payload) }
+	return f
+}
+
 func runDeviceFlow(t *testing.T, e *env, dev *testserver.EnrolledDevice, c deviceFlow) {
 	id := dev.DeviceID
 	p := func(rest string) string { return "d/" + id + "/" + rest }
@@ -104,15 +136,7 @@ func TestPahoMQTT5(t *testing.T) {
 	e := newEnv(t)
 	dev := e.device(t)
 	c := e.deviceV5(t, dev)
-	runDeviceFlow(t, e, dev, deviceFlow{inbox: c.inbox,
-		subscribe: func(t *testing.T, f ...string) {
-			for i, r := range c.subscribe(t, f...) {
-				if r != 1 {
-					t.Fatalf("SUBACK for %s: 0x%02x", f[i], r)
-				}
-			}
-		},
-		publish: c.mustPublish})
+	runDeviceFlow(t, e, dev, c.flow())
 	// The connection is visible through the API.
 	conn := e.must(t, http.StatusOK, http.MethodGet, api+"/devices/"+dev.DeviceID+"/connection", nil).Obj()
 	if conn["connected"] != true || conn["method"] != "certificate" || conn["protocol_version"] != 5.0 {
@@ -124,12 +148,7 @@ func TestPahoMQTT311(t *testing.T) {
 	e := newEnv(t)
 	dev := e.device(t)
 	c := e.deviceV3(t, dev)
-	runDeviceFlow(t, e, dev, deviceFlow{inbox: c.inbox, subscribe: c.subscribe,
-		publish: func(t *testing.T, topic string, qos byte, payload string) {
-			if err := c.publish(t, topic, qos, payload); err != nil {
-				t.Fatal(err)
-			}
-		}})
+	runDeviceFlow(t, e, dev, c.flow())
 }
 
 // TestMosquittoClients drives a device with the stock command line clients.

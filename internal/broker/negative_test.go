@@ -243,34 +243,53 @@ func TestRateLimit(t *testing.T) {
 
 // TestRevocationClosesSession revokes the certificate of a connected
 // device through the API and measures how long its session lives on.
+// ended reports, once, how the client's session ended.
+func (c *v5) ended() <-chan string {
+	how := make(chan string, 1)
+	go func() {
+		select {
+		case d := <-c.disconnect:
+			how <- "DISCONNECT " + d.Properties.ReasonString
+		case <-c.c.Done():
+			how <- "connection closed"
+		}
+	}()
+	return how
+}
+
+// ended reports, once, how the client's session ended.
+func (c *v3) ended() <-chan string {
+	how := make(chan string, 1)
+	go func() { err := <-c.lost; how <- "connection lost: " + err.Error() }()
+	return how
+}
+
+// revokeEnds revokes dev's certificate through the API and waits until
+// its session, named session in the messages, has ended.
+func revokeEnds(t *testing.T, e *env, dev *testserver.EnrolledDevice, ended <-chan string, session string) {
+	t.Helper()
+	start := time.Now()
+	e.must(t, http.StatusOK, http.MethodPost, api+"/certificates/"+dev.Serial+"/revoke", map[string]any{"reason": "key_compromise"})
+	select {
+	case how := <-ended:
+		t.Logf("%s closed %v after the revocation request was sent (%s)", session, time.Since(start).Round(time.Millisecond), how)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the %s of a revoked certificate is still open after 10s", session)
+	}
+}
+
 func TestRevocationClosesSession(t *testing.T) {
 	e := newEnv(t)
 	for _, proto := range []string{"v5", "v3"} {
 		t.Run(proto, func(t *testing.T) {
 			dev := e.device(t)
-			closed := make(chan string, 1)
+			var ended <-chan string
 			if proto == "v5" {
-				c := e.deviceV5(t, dev)
-				go func() {
-					select {
-					case d := <-c.disconnect:
-						closed <- "DISCONNECT " + d.Properties.ReasonString
-					case <-c.c.Done():
-						closed <- "connection closed"
-					}
-				}()
+				ended = e.deviceV5(t, dev).ended()
 			} else {
-				c := e.deviceV3(t, dev)
-				go func() { err := <-c.lost; closed <- "connection lost: " + err.Error() }()
+				ended = e.deviceV3(t, dev).ended()
 			}
-			start := time.Now()
-			e.must(t, http.StatusOK, http.MethodPost, api+"/certificates/"+dev.Serial+"/revoke", map[string]any{"reason": "key_compromise"})
-			select {
-			case how := <-closed:
-				t.Logf("MQTT %s session closed %v after the revocation request was sent (%s)", proto, time.Since(start).Round(time.Millisecond), how)
-			case <-time.After(10 * time.Second):
-				t.Fatal("the session of a revoked certificate is still open after 10s")
-			}
+			revokeEnds(t, e, dev, ended, "MQTT "+proto+" session")
 			// And it cannot come back.
 			_, ca, err := connect5(t, dialTLS(t, e.cert, e.tls(&dev.TLS)), dev.DeviceID, "", "")
 			if err == nil || ca.ReasonCode != 0x87 {
