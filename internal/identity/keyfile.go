@@ -45,6 +45,15 @@ var (
 // passphrase, or the wrong one.
 var ErrPassphrase = errors.New("pki: wrong or missing passphrase for an encrypted private key")
 
+// keyFileError names the key file an error came from, and says what to
+// set when the file is encrypted and the passphrase missing or wrong.
+func keyFileError(path string, err error) error {
+	if errors.Is(err, ErrPassphrase) {
+		return fmt.Errorf("pki: %s is encrypted: %w (set pki.passphrase or STEWARD_PKI_PASSPHRASE)", path, err)
+	}
+	return fmt.Errorf("pki: %s: %w", path, err)
+}
+
 // encodeKey returns the PEM form of key, encrypted when passphrase is set.
 func encodeKey(key crypto.Signer, passphrase string) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)

@@ -135,10 +135,7 @@ func loadCA(cfg PKIConfig) (*CA, error) {
 	}
 	key, encrypted, err := decodeKey(kb, cfg.Passphrase)
 	if err != nil {
-		if errors.Is(err, ErrPassphrase) {
-			return nil, fmt.Errorf("pki: %s is encrypted: %w (set pki.passphrase or STEWARD_PKI_PASSPHRASE)", keyPath, err)
-		}
-		return nil, fmt.Errorf("pki: %s: %w", keyPath, err)
+		return nil, keyFileError(keyPath, err)
 	}
 	ca := &CA{Cert: chain[0], Chain: chain, key: key}
 	if err := ca.check(time.Now()); err != nil {

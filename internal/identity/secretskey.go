@@ -37,6 +37,9 @@ func LoadOrCreateSecretsKey(cfg PKIConfig) ([]byte, error) {
 		if err := writeSecretsKey(path, key, cfg.Passphrase); err != nil {
 			return nil, fmt.Errorf("pki: writing %s: %w", path, err)
 		}
+		if cfg.Log != nil {
+			cfg.Log.Info("created the secrets key", "file", path, "encrypted", cfg.Passphrase != "")
+		}
 		return key, nil
 	}
 	if err != nil {
@@ -44,14 +47,14 @@ func LoadOrCreateSecretsKey(cfg PKIConfig) ([]byte, error) {
 	}
 	key, encrypted, err := decodeSecretsKey(data, cfg.Passphrase)
 	if err != nil {
-		if errors.Is(err, ErrPassphrase) {
-			return nil, fmt.Errorf("pki: %s is encrypted: %w (set pki.passphrase or STEWARD_PKI_PASSPHRASE)", path, err)
-		}
-		return nil, fmt.Errorf("pki: %s: %w", path, err)
+		return nil, keyFileError(path, err)
 	}
 	if cfg.Passphrase != "" && !encrypted {
 		if err := writeSecretsKey(path, key, cfg.Passphrase); err != nil {
 			return nil, fmt.Errorf("pki: encrypting %s: %w", path, err)
+		}
+		if cfg.Log != nil {
+			cfg.Log.Info("encrypted the secrets key at rest with the configured passphrase", "file", path)
 		}
 	}
 	return key, nil

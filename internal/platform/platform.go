@@ -84,7 +84,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 	s := &Server{Config: cfg, Log: log, Version: version}
 	// The store seals webhook secrets with a key kept beside the CA keys
 	// (and protected by the same passphrase).
-	skey, err := identity.LoadOrCreateSecretsKey(identity.PKIConfig{Dir: filepath.Join(cfg.DataDir, PKIDir), Passphrase: cfg.PKI.Passphrase})
+	skey, err := identity.LoadOrCreateSecretsKey(identity.PKIConfig{Dir: filepath.Join(cfg.DataDir, PKIDir), Passphrase: cfg.PKI.Passphrase,
+		Log: log.With("component", "identity")})
 	if err != nil {
 		return nil, err
 	}
