@@ -232,17 +232,7 @@ func (c *idleConn) Read(p []byte) (int, error) {
 // without waiting.
 func (c *idleConn) peek() bool {
 	ready := false
-	_ = c.raw.Control(func(fd uintptr) {
-		var b [1]byte
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			ready = !errors.Is(err, syscall.EAGAIN)
-			return
-		}
-	})
+	_ = c.raw.Control(func(fd uintptr) { ready = socketReady(fd) })
 	return ready
 }
 
@@ -254,19 +244,23 @@ func (c *idleConn) waitReadable() error { return c.wait(true) }
 // for a caller that just found it empty (the runtime's poller still
 // reports data that came in between).
 func (c *idleConn) wait(look bool) error {
-	var b [1]byte
-	err := c.raw.Read(func(fd uintptr) bool {
+	return c.raw.Read(func(fd uintptr) bool {
 		if !look {
 			look = true
 			return false
 		}
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
+		return socketReady(fd)
+	})
+}
+
+// socketReady looks at the socket without taking anything from it: it has
+// data, an end or an error, or (false) nothing yet.
+func socketReady(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if !errors.Is(err, syscall.EINTR) {
 			return !errors.Is(err, syscall.EAGAIN)
 		}
-	})
-	return err
+	}
 }
