@@ -302,11 +302,22 @@ func connRate(t *target, d time.Duration, log io.Writer) (result, error) {
 
 // memory: RSS per idle TLS connection.
 func memory(t *target, n int, log io.Writer) (result, error) {
+	// settle waits until the idle connections have settled: the broker's
+	// freed memory is handed back (SIGUSR1 for Steward, whose readers of
+	// idle connections also end after a while) until RSS stops falling.
 	settle := func() int64 {
 		time.Sleep(2 * time.Second)
-		t.freeMem()
-		time.Sleep(time.Second)
-		return rss(t.pid())
+		last := int64(-1)
+		for range 10 {
+			t.freeMem()
+			time.Sleep(time.Second)
+			cur := rss(t.pid())
+			if last >= 0 && last-cur < last/200 { // within 0.5%
+				return cur
+			}
+			last = cur
+		}
+		return last
 	}
 	before := settle()
 	conns := make([]*conn, n)
