@@ -463,9 +463,19 @@ func (cl *Client) readLoop(packetHandler ReadFn, resumed bool, park func() bool)
 			}
 
 			cl.refreshDeadline(cl.State.Keepalive)
-			if park != nil && cl.Net.bconn.Buffered() == 0 && park() {
-				return errParked
+			if park != nil && cl.Net.bconn.Buffered() == 0 {
+				// An empty read buffer is let go while parked: a device
+				// connection is idle most of its life. It is dropped before
+				// park, as resume may run at once.
+				br := cl.Net.bconn
+				cl.Net.bconn = nil
+				if park() {
+					return errParked
+				}
+				cl.Net.bconn = br
 			}
+		} else if cl.Net.bconn == nil {
+			cl.Net.bconn = bufio.NewReaderSize(cl.Net.Conn, cl.ops.options.ClientNetReadBufferSize)
 		}
 		resumed = false
 

@@ -66,8 +66,8 @@ func nextPark(t *testing.T, c *parkConn) func() {
 }
 
 // TestParkedReadLoop covers the parking read loop: EstablishConnection
-// returns once the connection parks, a resumed loop reads and answers the
-// next packet, and a connection closed while parked ends, when resumed,
+// returns once the connection parks, a parked connection holds no read
+// buffer, a resumed loop reads and answers the next packet, and a connection closed while parked ends, when resumed,
 // as a closed connection does (an error, so the will would be sent), with
 // the connected count and the clients' wait group settled.
 func TestParkedReadLoop(t *testing.T) {
@@ -102,6 +102,13 @@ func TestParkedReadLoop(t *testing.T) {
 	if n := atomic.LoadInt64(&s.Info.ClientsConnected); n != 1 {
 		t.Fatalf("%d clients connected while parked, want 1", n)
 	}
+	cl, ok := s.Clients.Get("c1")
+	if !ok {
+		t.Fatal("client c1 not found")
+	}
+	if cl.Net.bconn != nil {
+		t.Fatal("a parked connection kept its read buffer")
+	}
 
 	// A PINGREQ arrives: the resumed loop reads it and answers.
 	go peer.Write([]byte{0xC0, 0})
@@ -110,12 +117,11 @@ func TestParkedReadLoop(t *testing.T) {
 		t.Fatalf("PINGRESP %x", b)
 	}
 	resume = nextPark(t, pc)
+	if cl.Net.bconn != nil {
+		t.Fatal("the connection parked again kept its read buffer")
+	}
 
 	// Closed while parked, then resumed as the connection would.
-	cl, ok := s.Clients.Get("c1")
-	if !ok {
-		t.Fatal("client c1 not found")
-	}
 	cl.Stop(errors.New("revoked"))
 	go resume()
 	done := make(chan struct{})
