@@ -23,7 +23,8 @@
 //
 // For a closer look, STEWARD_BENCH_PPROF=127.0.0.1:6060 serves pprof from
 // the Steward process, and STEWARD_BENCH_HOLD=30s keeps the idle
-// connections open that long after their memory was measured.
+// connections open that long after their memory was measured (with both
+// set, the server samples its heap finely, at a cost in CPU).
 package main
 
 import (
