@@ -149,22 +149,33 @@ func (c *idleConn) Park(resume func()) bool {
 	if c.parkAfter <= 0 || !c.drained || c.rec.buffered() {
 		return false
 	}
-	if c.peek() {
-		// The usual case with traffic: the next packet is there already.
-		// The read takes it without looking again.
-		c.ready = true
-		return false
-	}
 	until := time.Now().Add(c.parkAfter)
-	if !c.deadline.IsZero() && !until.Before(c.deadline) {
-		return false // the deadline comes first: the usual read reports it
+	canWait := c.deadline.IsZero() || until.Before(c.deadline) // else the deadline comes first: the usual read reports it
+	waiting, ready := false, false
+	// The first look is made inside the poller's read, after it forgot
+	// earlier readiness: data arriving after the look is then reported by
+	// the poller, where a look made before the read would miss it until
+	// the wait times out (the socket is edge-triggered).
+	err := c.raw.Read(func(fd uintptr) bool {
+		if ready = socketReady(fd); ready || waiting || !canWait {
+			return ready || !waiting
+		}
+		waiting = true
+		if afterLook != nil {
+			afterLook()
+		}
+		_ = c.Conn.SetReadDeadline(until)
+		return false
+	})
+	if waiting {
+		_ = c.Conn.SetReadDeadline(c.deadline)
 	}
-	_ = c.Conn.SetReadDeadline(until)
-	err := c.wait(false) // peek just found nothing: wait before looking again
-	_ = c.Conn.SetReadDeadline(c.deadline)
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		c.ready = err == nil
-		return false // data, an end or an error: the usual read takes it
+	if !waiting || !errors.Is(err, os.ErrDeadlineExceeded) {
+		// Data (the usual case with traffic: the read takes it without
+		// looking again), an end, an error, or a deadline too near or
+		// already past.
+		c.ready = ready
+		return false
 	}
 	c.pmu.Lock()
 	defer c.pmu.Unlock()
@@ -173,6 +184,9 @@ func (c *idleConn) Park(resume func()) bool {
 	}
 	return c.park(resume)
 }
+
+// afterLook, in tests, runs when Park found nothing and is about to wait.
+var afterLook func()
 
 // wake ends the parking p, if it is still the current one, and resumes
 // the reader.
@@ -228,39 +242,8 @@ func (c *idleConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// peek reports whether the socket has data (or an end or error) now,
-// without waiting.
-func (c *idleConn) peek() bool {
-	ready := false
-	_ = c.raw.Control(func(fd uintptr) { ready = socketReady(fd) })
-	return ready
-}
-
 // waitReadable parks until the socket has data (or an end or error), in a
 // shallow frame. The read deadline applies.
-func (c *idleConn) waitReadable() error { return c.wait(true) }
-
-// wait is waitReadable; look false skips the first look at the socket,
-// for a caller that just found it empty (the runtime's poller still
-// reports data that came in between).
-func (c *idleConn) wait(look bool) error {
-	return c.raw.Read(func(fd uintptr) bool {
-		if !look {
-			look = true
-			return false
-		}
-		return socketReady(fd)
-	})
-}
-
-// socketReady looks at the socket without taking anything from it: it has
-// data, an end or an error, or (false) nothing yet.
-func socketReady(fd uintptr) bool {
-	var b [1]byte
-	for {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if !errors.Is(err, syscall.EINTR) {
-			return !errors.Is(err, syscall.EAGAIN)
-		}
-	}
+func (c *idleConn) waitReadable() error {
+	return c.raw.Read(socketReady)
 }

@@ -146,3 +146,28 @@ func TestParkOff(t *testing.T) {
 		t.Fatal("parked with parking off")
 	}
 }
+
+// TestParkSeesDataAfterLook: data that arrives after Park looked and found
+// nothing, but before it starts waiting, ends the wait at once. The
+// socket is edge-triggered: had the look been made before the poller's
+// read, which forgets readiness reported earlier, the wait would miss the
+// data and last the whole parkAfter, and the connection would then park
+// with a packet waiting.
+func TestParkSeesDataAfterLook(t *testing.T) {
+	c, client := parkPair(t, time.Minute)
+	client.Write([]byte("a"))
+	readSome(t, c, "a")
+	afterLook = func() {
+		client.Write([]byte("b"))
+		time.Sleep(50 * time.Millisecond) // for the runtime's poller to see it
+	}
+	t.Cleanup(func() { afterLook = nil })
+	resumed := make(chan struct{}, 1)
+	if c.Park(func() { resumed <- struct{}{} }) {
+		t.Fatal("parked although data came during the look")
+	}
+	if !c.ready {
+		t.Fatal("Park did not report the data it waited for")
+	}
+	readSome(t, c, "b")
+}
