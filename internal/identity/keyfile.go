@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -210,28 +211,93 @@ func writeKeyFile(path string, key crypto.Signer, passphrase string) error {
 // writeFileAtomic writes through a temporary file and a rename, so a crash
 // never leaves a half-written key or certificate behind.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	return placeFile(path, data, mode, os.Rename)
+}
+
+// errFileExists: createFileAtomic found the file made meanwhile (by
+// another process sharing the folder).
+var errFileExists = errors.New("made meanwhile by another process")
+
+// createFileAtomic is writeFileAtomic for a file that must not exist yet:
+// of two processes creating it at once, one wins and the other gets
+// errFileExists and reads the winner's.
+func createFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return placeFile(path, data, mode, func(tmp, path string) error {
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		if errors.Is(err, os.ErrExist) {
+			return errFileExists
+		}
+		return err
+	})
+}
+
+// placeFile writes data to a new temporary file beside path (created
+// exclusively, mode 0600 until the end), flushes it, and puts it in place
+// with put; the folder is flushed too, so the new name survives a power
+// loss.
+func placeFile(path string, data []byte, mode os.FileMode, put func(tmp, path string) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, mode)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	if err := put(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
+	d, err := os.Open(dir)
+	if err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		os.Remove(tmp)
-		return err
+	defer d.Close()
+	return d.Sync()
+}
+
+// blockType is the type of the first PEM block of b ("" when there is none).
+func blockType(b []byte) string {
+	if block, _ := pem.Decode(b); block != nil {
+		return block.Type
 	}
-	return os.Rename(tmp, path)
+	return ""
+}
+
+// checkPassphrase refuses a passphrase that does not open the CA keys
+// already encrypted in cfg.Dir. It is called before another key file is
+// written with the passphrase: a mistyped one must not seal a file that
+// the right one then cannot open.
+func checkPassphrase(cfg PKIConfig) error {
+	for _, name := range []string{CAKeyFile, RootKeyFile} {
+		p := filepath.Join(cfg.Dir, name)
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("pki: %w", err)
+		}
+		if blockType(b) != encryptedKeyType {
+			continue
+		}
+		if _, _, err := decodeKey(b, cfg.Passphrase); err != nil {
+			return keyFileError(p, err)
+		}
+		return nil // the keys are encrypted together, with one passphrase
+	}
+	return nil
 }

@@ -133,7 +133,7 @@ func loadCA(cfg PKIConfig) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	key, encrypted, err := decodeKey(kb, cfg.Passphrase)
+	key, _, err := decodeKey(kb, cfg.Passphrase)
 	if err != nil {
 		return nil, keyFileError(keyPath, err)
 	}
@@ -142,7 +142,9 @@ func loadCA(cfg PKIConfig) (*CA, error) {
 		return nil, fmt.Errorf("pki: %s: %w", certPath, err)
 	}
 	// A passphrase configured after the keys were written: protect them now.
-	if cfg.Passphrase != "" && !encrypted {
+	// Each file is looked at on its own: a crash between the two leaves
+	// one encrypted and the other not.
+	if cfg.Passphrase != "" {
 		for _, name := range []string{CAKeyFile, RootKeyFile} {
 			p := filepath.Join(cfg.Dir, name)
 			b, err := os.ReadFile(p)
@@ -152,9 +154,12 @@ func loadCA(cfg PKIConfig) (*CA, error) {
 			if err != nil {
 				return nil, fmt.Errorf("pki: %w", err)
 			}
-			k, enc, err := decodeKey(b, cfg.Passphrase)
-			if err != nil || enc {
+			if blockType(b) == encryptedKeyType {
 				continue
+			}
+			k, _, err := decodeKey(b, "")
+			if err != nil {
+				return nil, keyFileError(p, err)
 			}
 			if err := writeKeyFile(p, k, cfg.Passphrase); err != nil {
 				return nil, fmt.Errorf("pki: encrypting %s: %w", p, err)

@@ -116,6 +116,24 @@ func TestPassphraseAddedLaterEncryptsKeys(t *testing.T) {
 	if _, err := LoadOrCreateCA(PKIConfig{Dir: dir, Passphrase: "later"}); err != nil {
 		t.Fatal(err)
 	}
+
+	// A crash between the two files left the root key in clear: the next
+	// start encrypts it, although the issuing key already is.
+	root := filepath.Join(dir, RootKeyFile)
+	b, _ := os.ReadFile(root)
+	k, _, err := decodeKey(b, "later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeKeyFile(root, k, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateCA(PKIConfig{Dir: dir, Passphrase: "later"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pemType(t, root); got != encryptedKeyType {
+		t.Errorf("a root key left in clear stays %q", got)
+	}
 }
 
 func TestTamperedEncryptedKeyRefused(t *testing.T) {

@@ -33,8 +33,18 @@ func LoadOrCreateSecretsKey(cfg PKIConfig) ([]byte, error) {
 	path := filepath.Join(cfg.Dir, SecretsKeyFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		if err := checkPassphrase(cfg); err != nil {
+			return nil, err
+		}
 		key := secretbox.NewKey()
-		if err := writeSecretsKey(path, key, cfg.Passphrase); err != nil {
+		b, err := sealPEM(key, secretsKeyType, sealedSecretsKeyType, cfg.Passphrase)
+		if err == nil {
+			err = createFileAtomic(path, b, 0o600)
+		}
+		if errors.Is(err, errFileExists) {
+			return LoadOrCreateSecretsKey(cfg) // another process made it first: use that one
+		}
+		if err != nil {
 			return nil, fmt.Errorf("pki: writing %s: %w", path, err)
 		}
 		if cfg.Log != nil {
@@ -50,6 +60,9 @@ func LoadOrCreateSecretsKey(cfg PKIConfig) ([]byte, error) {
 		return nil, keyFileError(path, err)
 	}
 	if cfg.Passphrase != "" && !encrypted {
+		if err := checkPassphrase(cfg); err != nil {
+			return nil, err
+		}
 		if err := writeSecretsKey(path, key, cfg.Passphrase); err != nil {
 			return nil, fmt.Errorf("pki: encrypting %s: %w", path, err)
 		}

@@ -74,15 +74,15 @@ func TestWebhookSecretsSealed(t *testing.T) {
 				t.Fatalf("ListWebhooks: %+v, %v", ws, err)
 			}
 
-			n, err := db.SealWebhookSecrets(ctx)
-			if err != nil || n != 1 {
-				t.Fatalf("SealWebhookSecrets = %d, %v; want 1", n, err)
+			c, err := db.SealWebhookSecrets(ctx)
+			if err != nil || c != (sqlstore.SecretsCheck{Sealed: 1}) {
+				t.Fatalf("SealWebhookSecrets = %+v, %v; want 1 sealed", c, err)
 			}
 			if raw := rawSecret(t, db, "whk-old"); !secretbox.IsSealed(raw) {
 				t.Fatalf("after sealing, whk-old is stored as %q", raw)
 			}
-			if n, err := db.SealWebhookSecrets(ctx); err != nil || n != 0 {
-				t.Fatalf("second SealWebhookSecrets = %d, %v; want 0", n, err)
+			if c, err := db.SealWebhookSecrets(ctx); err != nil || c != (sqlstore.SecretsCheck{}) {
+				t.Fatalf("second SealWebhookSecrets = %+v, %v; want nothing", c, err)
 			}
 			if w, err := db.GetWebhook(ctx, "ten-a", "whk-old"); err != nil || w.Secret != "whsec_old" {
 				t.Fatalf("whk-old after sealing: %+v, %v", w, err)
@@ -102,6 +102,10 @@ func TestWebhookSecretsSealed(t *testing.T) {
 			if ws, err := other.ListWebhooks(ctx, "ten-b"); err != nil || len(ws) != 1 || ws[0].Secret != "" {
 				t.Errorf("read with another key: %+v, %v", ws, err)
 			}
+			// Started with another key, the check counts what does not open.
+			if c, err := other.SealWebhookSecrets(ctx); err != nil || c != (sqlstore.SecretsCheck{Unreadable: 3}) {
+				t.Errorf("SealWebhookSecrets with another key = %+v, %v; want 3 unreadable", c, err)
+			}
 
 			// A sealed value copied into another tenant's row does not open there.
 			wr, _ := db.DBs()
@@ -110,6 +114,23 @@ func TestWebhookSecretsSealed(t *testing.T) {
 			}
 			if w, err := db.GetWebhook(ctx, "ten-b", "whk-2"); err != nil || w.Secret != "" {
 				t.Errorf("a secret moved to another row: %+v, %v", w, err)
+			}
+			if c, err := db.SealWebhookSecrets(ctx); err != nil || c != (sqlstore.SecretsCheck{Unreadable: 1}) {
+				t.Errorf("SealWebhookSecrets after the move = %+v, %v; want 1 unreadable", c, err)
+			}
+
+			// A clear secret that merely starts like a sealed one in another
+			// case is sealed too (the check is made in Go, not with LIKE,
+			// which ignores case in SQLite).
+			mustUpdate(t, old, func(tx store.Tx) error {
+				return tx.CreateWebhook(ctx, &model.Webhook{ID: "whk-case", TenantID: "ten-a", URL: "https://a.example/case",
+					Secret: strings.ToUpper(secretbox.Prefix) + "x", Active: true, CreatedAt: now})
+			})
+			if c, err := db.SealWebhookSecrets(ctx); err != nil || c != (sqlstore.SecretsCheck{Sealed: 1, Unreadable: 1}) {
+				t.Errorf("SealWebhookSecrets of an upper-case clear secret = %+v, %v; want 1 sealed", c, err)
+			}
+			if raw := rawSecret(t, db, "whk-case"); !secretbox.IsSealed(raw) {
+				t.Errorf("whk-case is stored as %q", raw)
 			}
 		})
 	}

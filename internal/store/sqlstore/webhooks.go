@@ -83,17 +83,29 @@ func (t *tx) CreateWebhook(ctx context.Context, w *model.Webhook) error {
 	return mapErr(err, "webhook")
 }
 
-// SealWebhookSecrets seals the webhook secrets still stored in clear (by
-// a version that did not seal them) and returns how many it sealed. It
-// needs the store's secrets key.
-func (db *DB) SealWebhookSecrets(ctx context.Context) (int, error) {
+// SecretsCheck is what SealWebhookSecrets found.
+type SecretsCheck struct {
+	// Sealed: secrets that were stored in clear (by a version that did not
+	// seal them) and are sealed now.
+	Sealed int
+	// Unreadable: sealed secrets that do not open with this store's key:
+	// sealed with another key (a node started without the cluster's key
+	// file, or a backup restored without its own), or moved to another row.
+	Unreadable int
+}
+
+// SealWebhookSecrets seals the webhook secrets still stored in clear and
+// counts the sealed ones that do not open with the store's secrets key,
+// which it needs.
+func (db *DB) SealWebhookSecrets(ctx context.Context) (SecretsCheck, error) {
+	var c SecretsCheck
 	if db.box == nil {
-		return 0, errors.New("sealing webhook secrets: the store was opened without the secrets key")
+		return c, errors.New("sealing webhook secrets: the store was opened without the secrets key")
 	}
-	n := 0
 	err := db.Update(ctx, func(st store.Tx) error {
+		c = SecretsCheck{}
 		t := st.(*tx)
-		rows, err := t.query(ctx, `SELECT tenant_id, id, secret FROM webhooks WHERE secret NOT LIKE ?`, secretbox.Prefix+"%")
+		rows, err := t.query(ctx, `SELECT tenant_id, id, secret FROM webhooks`)
 		if err != nil {
 			return err
 		}
@@ -104,7 +116,11 @@ func (db *DB) SealWebhookSecrets(ctx context.Context) (int, error) {
 				rows.Close()
 				return err
 			}
-			plain = append(plain, w)
+			if !secretbox.IsSealed(w.Secret) {
+				plain = append(plain, w)
+			} else if _, err := db.box.Open(w.Secret, secretBinding(w.TenantID, w.ID)); err != nil {
+				c.Unreadable++
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -117,10 +133,10 @@ func (db *DB) SealWebhookSecrets(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		n = len(plain)
+		c.Sealed = len(plain)
 		return nil
 	})
-	return n, err
+	return c, err
 }
 
 func (t *tx) DeleteWebhook(ctx context.Context, tenantID, id string) error {
