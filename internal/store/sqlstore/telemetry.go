@@ -18,11 +18,26 @@ import (
 type pointKey struct{ tenant, device, metric string }
 
 // seriesCache maps (tenant, device, metric) to its series ID for one DB;
-// filled after commit only, so it never holds an ID that rolled back.
+// filled after commit only, so it never holds an ID that rolled back. An
+// ID can still go stale: erasing a device's data deletes its series, here
+// or on another node. The write that finds one (see writeTelemetry)
+// empties the cache and starts again.
 type seriesCache struct {
 	mu  sync.RWMutex
 	ids map[pointKey]int64
+	gen uint64 // bumped when emptied: IDs read before are not stored
 }
+
+// reset empties the cache.
+func (c *seriesCache) reset() {
+	c.mu.Lock()
+	clear(c.ids)
+	c.gen++
+	c.mu.Unlock()
+}
+
+// errStaleSeries: a cached series ID no longer names its series.
+var errStaleSeries = errors.New("a cached telemetry series no longer exists")
 
 const maxCachedSeries = 1 << 20
 
@@ -44,6 +59,16 @@ func (db *DB) series() *seriesCache {
 // statements is kept to one map lookup per point: rows name their series
 // by a slot in the batch and are sorted by integers.
 func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint) error {
+	err := db.writeTelemetry(ctx, points)
+	if errors.Is(err, errStaleSeries) {
+		// Rolled back whole; with the cache emptied every series is read
+		// (or made) again.
+		err = db.writeTelemetry(ctx, points)
+	}
+	return err
+}
+
+func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint) error {
 	if len(points) == 0 {
 		return nil
 	}
@@ -64,6 +89,7 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	ids := make([]int64, len(keys)) // by slot
 	var missing []int32
 	cache.mu.RLock()
+	gen := cache.gen
 	for slot, k := range keys {
 		if id, ok := cache.ids[k]; ok {
 			ids[slot] = id
@@ -135,8 +161,11 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	if err := insertPoints(ctx, sqlTx, db.d, rows, points); err != nil {
 		return fail(err)
 	}
+	// The update names the series in full: an ID from the cache that now
+	// belongs to no series, or (SQLite reuses the largest IDs) to another
+	// one, changes nothing, and the check below finds it.
 	up, err := sqlTx.PrepareContext(ctx, db.d.rebind(`UPDATE telemetry_series SET last_ts = ?, last_kind = ?, last_num = ?, last_txt = ?
-		WHERE id = ? AND last_ts <= ?`))
+		WHERE id = ? AND tenant_id = ? AND device_id = ? AND metric = ? AND last_ts <= ?`))
 	if err != nil {
 		return fail(err)
 	}
@@ -144,9 +173,23 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		if j+1 < len(rows) && rows[j+1].id == r.id {
 			continue // not the series' newest
 		}
-		p := points[r.i]
-		if _, err := up.ExecContext(ctx, r.ts, string(p.Kind), p.Num, p.Text, r.id, r.ts); err != nil {
+		p, k := points[r.i], keys[r.slot]
+		res, err := up.ExecContext(ctx, r.ts, string(p.Kind), p.Num, p.Text, r.id, k.tenant, k.device, k.metric, r.ts)
+		var n int64
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		if err == nil && n == 0 {
+			// Older than the last value, or a stale ID.
+			err = checkSeries(ctx, sqlTx, db.d, r.id, k)
+		}
+		if err != nil {
 			up.Close()
+			if errors.Is(err, errStaleSeries) {
+				sqlTx.Rollback()
+				cache.reset()
+				return err
+			}
 			return fail(err)
 		}
 	}
@@ -156,15 +199,28 @@ func (db *DB) WriteTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	}
 	if len(missing) > 0 {
 		cache.mu.Lock()
-		if len(cache.ids)+len(missing) > maxCachedSeries {
-			clear(cache.ids)
-		}
-		for _, slot := range missing {
-			cache.ids[keys[slot]] = ids[slot]
+		if cache.gen == gen { // else emptied meanwhile: these may be stale already
+			if len(cache.ids)+len(missing) > maxCachedSeries {
+				clear(cache.ids)
+			}
+			for _, slot := range missing {
+				cache.ids[keys[slot]] = ids[slot]
+			}
 		}
 		cache.mu.Unlock()
 	}
 	return nil
+}
+
+// checkSeries returns errStaleSeries unless series id is k's.
+func checkSeries(ctx context.Context, tx *sql.Tx, d *dialect, id int64, k pointKey) error {
+	var got pointKey
+	err := tx.QueryRowContext(ctx, d.rebind(`SELECT tenant_id, device_id, metric FROM telemetry_series WHERE id = ?`), id).
+		Scan(&got.tenant, &got.device, &got.metric)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && got != k) {
+		return errStaleSeries
+	}
+	return err
 }
 
 // pointRow is a point of a batch being written: its series (slot in the

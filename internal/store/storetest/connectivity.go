@@ -292,6 +292,28 @@ func testConnectivity(t *testing.T, s store.Store) {
 		if l, _ := s.LatestTelemetry(ctx, tenA, "dev-a2"); len(l) != 0 {
 			t.Fatalf("dev-a2's old last value survived pruning: %v", l)
 		}
+
+		// A device's data is erased after the store wrote (and may have
+		// remembered) its series; another device's new series may then get
+		// the freed ID (SQLite gives out the largest ID again). Points the
+		// first device sends afterwards land in its own new series, and
+		// the other device's stay as they were.
+		noErr(t, s.WriteTelemetry(ctx, []model.TelemetryPoint{pt(tenA, "dev-a3", "hum", 1, 40.0)}), "WriteTelemetry dev-a3")
+		mustUpdate(t, s, func(tx store.Tx) error { _, err := tx.EraseDeviceData(ctx, tenA, "dev-a3"); return err })
+		noErr(t, s.WriteTelemetry(ctx, []model.TelemetryPoint{pt(tenB, "dev-b9", "hum", 1, 90.0)}), "WriteTelemetry dev-b9")
+		noErr(t, s.WriteTelemetry(ctx, []model.TelemetryPoint{pt(tenA, "dev-a3", "hum", 2, 41.0)}), "WriteTelemetry dev-a3 after the erase")
+		if p, _ := s.QueryTelemetry(ctx, tenA, "dev-a3", "hum", at(0), at(time.Hour), 10); len(p) != 1 || p[0].Num != 41 {
+			t.Fatalf("dev-a3 after its data was erased: %+v, want the one new point", p)
+		}
+		if l, _ := s.LatestTelemetry(ctx, tenA, "dev-a3"); len(l) != 1 || l[0].Num != 41 {
+			t.Fatalf("dev-a3's last value after the erase: %+v", l)
+		}
+		if p, _ := s.QueryTelemetry(ctx, tenB, "dev-b9", "hum", at(0), at(time.Hour), 10); len(p) != 1 || p[0].Num != 90 {
+			t.Fatalf("dev-b9 (other tenant) after dev-a3 wrote again: %+v", p)
+		}
+		if l, _ := s.LatestTelemetry(ctx, tenB, "dev-b9"); len(l) != 1 || l[0].Num != 90 {
+			t.Fatalf("dev-b9's last value after dev-a3 wrote again: %+v", l)
+		}
 	})
 }
 
