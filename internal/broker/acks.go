@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"errors"
+	"os"
 	"sync"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -105,6 +107,11 @@ func (a *acker) ack(j ackJob, more bool) {
 	}
 	if err := write(pk); err != nil {
 		a.b.log.Debug("mqtt: acknowledging telemetry", "device", s.deviceID, "err", err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The device stopped reading; its next write would wait again
+			// and hold up the shard's other sessions.
+			s.cl.Stop(err)
+		}
 	}
 }
 

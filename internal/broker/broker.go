@@ -196,6 +196,11 @@ type Broker struct {
 }
 
 // New builds a broker; Start opens its listeners.
+// writeTimeout bounds each write to a client: one that stops reading is
+// dropped after it, rather than holding the writer (for QoS 1 telemetry, a
+// PUBACK shard that other devices share) for as long as it keeps sending.
+const writeTimeout = 10 * time.Second
+
 func New(cfg Config, d Deps) (*Broker, error) {
 	cfg.defaults()
 	if d.Auth == nil || d.Store == nil || d.Bus == nil || d.Twin == nil || d.Commands == nil || d.Ingester == nil {
@@ -231,6 +236,7 @@ func New(cfg Config, d Deps) (*Broker, error) {
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: cfg.WriteBuffer,
 		ClientNetReadBufferSize:  cfg.ReadBuffer,
+		ClientWriteTimeout:       writeTimeout,
 		Logger:                   slog.New(levelFilter{b.log.Handler(), slog.LevelWarn}),
 		SysTopicResendInterval:   3600,
 		InlineClient:             true,
@@ -246,6 +252,7 @@ func New(cfg Config, d Deps) (*Broker, error) {
 			Capabilities:             &appCaps,
 			ClientNetWriteBufferSize: 32 << 10,
 			ClientNetReadBufferSize:  4 << 10,
+			ClientWriteTimeout:       writeTimeout,
 			Logger:                   slog.New(levelFilter{b.log.Handler(), slog.LevelWarn}),
 			SysTopicResendInterval:   3600,
 			InlineClient:             true,

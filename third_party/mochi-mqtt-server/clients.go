@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +119,7 @@ type ClientConnection struct {
 	Conn     net.Conn      // the net.Conn used to establish the connection
 	bconn    *bufio.Reader // a buffered net.Conn for reading packets
 	outbuf   *bytes.Buffer // a buffer for writing packets
+	writeBy  time.Time     // the write deadline set last (patch; under the client's lock)
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
@@ -269,6 +271,9 @@ func (cl *Client) writeQueued(pk *packets.Packet) {
 	if err := cl.WritePacket(*pk); err != nil {
 		// TODO : Figure out what to do with error
 		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			cl.Stop(err) // the client stopped reading (patch: see armWrite)
+		}
 	}
 }
 
@@ -324,7 +329,10 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 	}
 }
 
-// refreshDeadline refreshes the read/write deadline for the net.Conn connection.
+// refreshDeadline refreshes the read deadline for the net.Conn connection
+// (patch: it set the write deadline too, so a client that keeps sending but
+// stops reading kept its blocked writes waiting; writes have their own
+// deadline, see armWrite).
 func (cl *Client) refreshDeadline(keepalive uint16) {
 	var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
 	if keepalive > 0 {
@@ -332,8 +340,25 @@ func (cl *Client) refreshDeadline(keepalive uint16) {
 	}
 
 	if cl.Net.Conn != nil {
-		_ = cl.Net.Conn.SetDeadline(expiry) // [MQTT-3.1.2-22]
+		_ = cl.Net.Conn.SetReadDeadline(expiry) // [MQTT-3.1.2-22]
 	}
+}
+
+// armWrite sets the write deadline ClientWriteTimeout ahead, unless it is
+// at most a tenth of that closer (patch): one deadline serves the writes of
+// that time, so a busy client does not reset a timer for every packet.
+// cl's lock is held.
+func (cl *Client) armWrite() {
+	timeout := cl.ops.options.ClientWriteTimeout
+	if timeout <= 0 {
+		return // options made without New's defaults: no write deadline
+	}
+	now := time.Now()
+	if cl.Net.writeBy.Sub(now) > timeout-timeout/10 {
+		return
+	}
+	cl.Net.writeBy = now.Add(timeout)
+	_ = cl.Net.Conn.SetWriteDeadline(cl.Net.writeBy)
 }
 
 // NextPacketID returns the next available (unused) packet id for the client.
@@ -740,6 +765,7 @@ func (cl *Client) writePacket(pk packets.Packet, hold bool) error {
 		// A held write is buffered as if more writes were queued (patch).
 		if atomic.LoadInt32(&cl.State.outboundQty) == 0 && !hold {
 			if cl.Net.outbuf == nil {
+				cl.armWrite()
 				return buf.WriteTo(cl.Net.Conn)
 			}
 
@@ -752,6 +778,7 @@ func (cl *Client) writePacket(pk packets.Packet, hold bool) error {
 		// there are more writes in the queue
 		if cl.Net.outbuf == nil {
 			if buf.Len() >= cl.ops.options.ClientNetWriteBufferSize {
+				cl.armWrite()
 				return buf.WriteTo(cl.Net.Conn)
 			}
 			cl.Net.outbuf = new(bytes.Buffer)
@@ -785,6 +812,7 @@ func (cl *Client) flushOutbuf() (err error) {
 		return
 	}
 
+	cl.armWrite()
 	_, err = cl.Net.outbuf.WriteTo(cl.Net.Conn)
 	if err == nil {
 		cl.Net.outbuf = nil

@@ -67,9 +67,10 @@ func nextPark(t *testing.T, c *parkConn) func() {
 
 // TestParkedReadLoop covers the parking read loop: EstablishConnection
 // returns once the connection parks, a parked connection holds no read
-// buffer, a resumed loop reads and answers the next packet, and a connection closed while parked ends, when resumed,
-// as a closed connection does (an error, so the will would be sent), with
-// the connected count and the clients' wait group settled.
+// buffer, a resumed loop reads and answers the next packet, and a
+// connection closed while parked ends, when resumed, as a closed
+// connection does (an error, so the will would be sent), with the
+// connected count and the clients' wait group settled.
 func TestParkedReadLoop(t *testing.T) {
 	h := new(disconnects)
 	s := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -113,6 +113,12 @@ type Options struct {
 	// ClientNetReadBufferSize specifies the size of the client *bufio.Reader read buffer.
 	ClientNetReadBufferSize int `yaml:"client_net_read_buffer_size" json:"client_net_read_buffer_size"`
 
+	// ClientWriteTimeout bounds each write to a client (patch; default 30 s):
+	// a client that stops reading fails its writes, instead of holding the
+	// writer (and whatever waits for it) while its reads keep moving the
+	// keepalive deadline.
+	ClientWriteTimeout time.Duration `yaml:"client_write_timeout" json:"client_write_timeout"`
+
 	// Logger specifies a custom configured implementation of log/slog to override
 	// the servers default logger configuration. If you wish to change the log level,
 	// of the default logger, you can do so by setting:
@@ -228,6 +234,10 @@ func (o *Options) ensureDefaults() {
 
 	if o.ClientNetReadBufferSize == 0 {
 		o.ClientNetReadBufferSize = 1024 * 2
+	}
+
+	if o.ClientWriteTimeout <= 0 {
+		o.ClientWriteTimeout = 30 * time.Second
 	}
 
 	if o.Logger == nil {
