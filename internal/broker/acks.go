@@ -81,7 +81,14 @@ func (a *acker) run(i int) {
 }
 
 func (a *acker) push(j ackJob) {
-	a.shards[j.s.shard%ackShards] <- j
+	select {
+	case a.shards[j.s.shard%ackShards] <- j:
+	case <-a.b.ctx.Done():
+		// Shutting down, the shards may be gone: no PUBACK (the device
+		// sends the message again), rather than a shutdown that waits for
+		// a shard that no longer reads.
+		j.s.ackDone()
+	}
 }
 
 // ack writes one PUBACK; with more, the session has further PUBACKs in
