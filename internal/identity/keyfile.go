@@ -234,8 +234,8 @@ func createFileAtomic(path string, data []byte, mode os.FileMode) error {
 
 // placeFile writes data to a new temporary file beside path (created
 // exclusively, mode 0600 until the end), flushes it, and puts it in place
-// with put; the folder is flushed too, so the new name survives a power
-// loss.
+// with put; the folder is flushed too, where the file system allows it, so
+// the new name survives a power loss.
 func placeFile(path string, data []byte, mode os.FileMode, put func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
@@ -261,12 +261,13 @@ func placeFile(path string, data []byte, mode os.FileMode, put func(tmp, path st
 		os.Remove(tmp)
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+	// Best effort: some file systems refuse to flush a folder, and the
+	// file is in place either way.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // blockType is the type of the first PEM block of b ("" when there is none).

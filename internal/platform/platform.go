@@ -98,21 +98,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, version strin
 		return nil, fmt.Errorf("opening the store: %w", err)
 	}
 	s.Store = st
-	if c, err := st.SealWebhookSecrets(ctx); err != nil {
+	sealed, err := st.SealWebhookSecrets(ctx)
+	if err != nil {
 		st.Close()
 		return nil, err
-	} else {
-		if c.Sealed > 0 {
-			log.Info("sealed webhook secrets that were stored in clear", "webhooks", c.Sealed)
-		}
-		if c.Unreadable > 0 {
-			// Not fatal: the webhooks stay visible and deletable, and each
-			// delivery for them fails with the same reason.
-			log.Error("webhook secrets do not open with this node's secrets key: their deliveries fail until the key "+
-				"they were sealed with is in place (copy data_dir/pki/secrets.key from a node of this platform, or from "+
-				"the backup the database came from, then restart), or the webhooks are created again",
-				"webhooks", c.Unreadable, "key", filepath.Join(cfg.DataDir, PKIDir, identity.SecretsKeyFile))
-		}
+	}
+	if sealed.Sealed > 0 {
+		log.Info("sealed webhook secrets that were stored in clear", "webhooks", sealed.Sealed)
+	}
+	if sealed.Unreadable > 0 {
+		// Not fatal: the webhooks stay visible and deletable, and each
+		// delivery for them fails with the same reason.
+		log.Error("webhook secrets do not open with this node's secrets key: their deliveries fail until the key "+
+			"they were sealed with is in place (copy data_dir/pki/secrets.key from a node of this platform, or from "+
+			"the backup the database came from, then restart), or the webhooks are created again",
+			"webhooks", sealed.Unreadable, "key", filepath.Join(cfg.DataDir, PKIDir, identity.SecretsKeyFile))
 	}
 	b, err := bus.Open(ctx, bus.Config{URL: cfg.Bus.URL, DataDir: filepath.Join(cfg.DataDir, "bus"), Prefix: cfg.Bus.Prefix,
 		Replicas: cfg.Bus.Replicas, Name: "steward", EventRetention: cfg.Bus.EventRetention,
