@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -170,4 +171,22 @@ func TestParkSeesDataAfterLook(t *testing.T) {
 		t.Fatal("Park did not report the data it waited for")
 	}
 	readSome(t, c, "b")
+}
+
+// TestIdleConnReset: a connection reset while the reader waits ends the
+// read with the reset, not with a clean end (looking at the socket takes
+// nothing from it, not even the error).
+func TestIdleConnReset(t *testing.T) {
+	c, client := parkPair(t, time.Minute)
+	client.Write([]byte("a"))
+	readSome(t, c, "a")
+	tcp := client.NetConn().(*net.TCPConn)
+	if err := tcp.SetLinger(0); err != nil { // close with a reset
+		t.Fatal(err)
+	}
+	tcp.Close()
+	time.Sleep(50 * time.Millisecond) // the reset arrives before the read looks
+	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after a reset: %v, want %v", err, syscall.ECONNRESET)
+	}
 }
