@@ -2,7 +2,7 @@ package broker
 
 import (
 	"errors"
-	"os"
+	"net"
 	"sync"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -114,7 +114,7 @@ func (a *acker) ack(j ackJob, more bool) {
 	}
 	if err := write(pk); err != nil {
 		a.b.log.Debug("mqtt: acknowledging telemetry", "device", s.deviceID, "err", err)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 			// The device stopped reading; its next write would wait again
 			// and hold up the shard's other sessions.
 			s.cl.Stop(err)

@@ -209,6 +209,16 @@ func (c *wsConn) Write(p []byte) (int, error) {
 
 func (c *wsConn) Close() error { return c.ws.Close() }
 
+// SetWriteDeadline goes to the WebSocket, which sets the socket's write
+// deadline itself on every write: one set on the socket would be
+// overwritten (and the broker's write timeout lost).
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+
+func (c *wsConn) SetDeadline(t time.Time) error {
+	_ = c.ws.SetWriteDeadline(t)
+	return c.ws.SetReadDeadline(t)
+}
+
 // ConnectionState exposes the TLS state (and so the client certificate).
 func (c *wsConn) ConnectionState() tls.ConnectionState {
 	if c.state == nil {

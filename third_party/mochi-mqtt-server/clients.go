@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -271,7 +270,7 @@ func (cl *Client) writeQueued(pk *packets.Packet) {
 	if err := cl.WritePacket(*pk); err != nil {
 		// TODO : Figure out what to do with error
 		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 			cl.Stop(err) // the client stopped reading (patch: see armWrite)
 		}
 	}
