@@ -343,10 +343,10 @@ func (cl *Client) refreshDeadline(keepalive uint16) {
 	}
 }
 
-// armWrite sets the write deadline ClientWriteTimeout ahead, unless it is
-// at most a tenth of that closer (patch): one deadline serves the writes of
-// that time, so a busy client does not reset a timer for every packet.
-// cl's lock is held.
+// armWrite sets the write deadline ClientWriteTimeout ahead, unless the
+// one set last is still more than nine tenths of that away (patch): one
+// deadline serves the writes of a tenth of the timeout, so a busy client
+// does not reset a timer for every packet. cl's lock is held.
 func (cl *Client) armWrite() {
 	timeout := cl.ops.options.ClientWriteTimeout
 	if timeout <= 0 {
