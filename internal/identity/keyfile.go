@@ -283,22 +283,42 @@ func blockType(b []byte) string {
 // written with the passphrase: a mistyped one must not seal a file that
 // the right one then cannot open.
 func checkPassphrase(cfg PKIConfig) error {
+	files, err := caKeyFiles(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if blockType(f.data) != encryptedKeyType {
+			continue
+		}
+		if _, _, err := decodeKey(f.data, cfg.Passphrase); err != nil {
+			return keyFileError(f.path, err)
+		}
+		return nil // the keys are encrypted together, with one passphrase
+	}
+	return nil
+}
+
+// keyFile is a key file read from disk.
+type keyFile struct {
+	path string
+	data []byte
+}
+
+// caKeyFiles reads the CA's key files in dir, those that exist: the root
+// key is missing with an imported intermediate, or when moved offline.
+func caKeyFiles(dir string) ([]keyFile, error) {
+	var out []keyFile
 	for _, name := range []string{CAKeyFile, RootKeyFile} {
-		p := filepath.Join(cfg.Dir, name)
+		p := filepath.Join(dir, name)
 		b, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("pki: %w", err)
+			return nil, fmt.Errorf("pki: %w", err)
 		}
-		if blockType(b) != encryptedKeyType {
-			continue
-		}
-		if _, _, err := decodeKey(b, cfg.Passphrase); err != nil {
-			return keyFileError(p, err)
-		}
-		return nil // the keys are encrypted together, with one passphrase
+		out = append(out, keyFile{p, b})
 	}
-	return nil
+	return out, nil
 }

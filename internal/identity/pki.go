@@ -145,26 +145,22 @@ func loadCA(cfg PKIConfig) (*CA, error) {
 	// Each file is looked at on its own: a crash between the two leaves
 	// one encrypted and the other not.
 	if cfg.Passphrase != "" {
-		for _, name := range []string{CAKeyFile, RootKeyFile} {
-			p := filepath.Join(cfg.Dir, name)
-			b, err := os.ReadFile(p)
-			if errors.Is(err, os.ErrNotExist) {
+		files, err := caKeyFiles(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if blockType(f.data) == encryptedKeyType {
 				continue
 			}
+			k, _, err := decodeKey(f.data, "")
 			if err != nil {
-				return nil, fmt.Errorf("pki: %w", err)
+				return nil, keyFileError(f.path, err)
 			}
-			if blockType(b) == encryptedKeyType {
-				continue
+			if err := writeKeyFile(f.path, k, cfg.Passphrase); err != nil {
+				return nil, fmt.Errorf("pki: encrypting %s: %w", f.path, err)
 			}
-			k, _, err := decodeKey(b, "")
-			if err != nil {
-				return nil, keyFileError(p, err)
-			}
-			if err := writeKeyFile(p, k, cfg.Passphrase); err != nil {
-				return nil, fmt.Errorf("pki: encrypting %s: %w", p, err)
-			}
-			cfg.Log.Info("encrypted a private key at rest with the configured passphrase", "file", p)
+			cfg.Log.Info("encrypted a private key at rest with the configured passphrase", "file", f.path)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Dir, RootKeyFile)); errors.Is(err, os.ErrNotExist) {
