@@ -182,6 +182,8 @@ func (c *idleConn) Park(resume func()) bool {
 	if c.closed {
 		return false
 	}
+	// Before registering: once registered, a reader may resume at once.
+	releaseTLS(c.Conn)
 	return c.park(resume)
 }
 

@@ -190,3 +190,36 @@ func TestIdleConnReset(t *testing.T) {
 		t.Fatalf("read after a reset: %v, want %v", err, syscall.ECONNRESET)
 	}
 }
+
+// TestParkReleasesTLS: a parked connection holds neither the handshake's
+// buffers nor the client certificate, and reads on when data comes.
+func TestParkReleasesTLS(t *testing.T) {
+	var rec *recordConn
+	server, client := mtlsPair(t, func(c net.Conn) net.Conn { rec = newRecordConn(c); return rec })
+	c, ok := newIdleConn(server, rec, 20*time.Millisecond).(*idleConn)
+	if !ok {
+		t.Fatal("a TCP connection was not wrapped")
+	}
+	done := watch(server.ConnectionState().PeerCertificates[0])
+	resumed := make(chan struct{}, 1)
+	for i, msg := range []string{"first", "second"} {
+		if _, err := client.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		readSome(t, c, msg)
+		if !c.Park(func() { resumed <- struct{}{} }) {
+			t.Fatalf("round %d: an idle connection did not park", i)
+		}
+		if handCap(server) != 0 {
+			t.Fatalf("round %d: parked with the handshake buffer held", i)
+		}
+		if i == 0 && !collected(done) {
+			t.Fatal("parked with the client certificate still reachable")
+		}
+		if _, err := client.Write([]byte("wake")); err != nil {
+			t.Fatal(err)
+		}
+		waitResume(t, resumed, "data arrived")
+		readSome(t, c, "wake")
+	}
+}
