@@ -87,6 +87,7 @@ func (a *acker) push(j ackJob) {
 		// Shutting down, the shards may be gone: no PUBACK (the device
 		// sends the message again), rather than a shutdown that waits for
 		// a shard that no longer reads.
+		j.s.paid()
 		j.s.ackDone()
 	}
 }
@@ -96,6 +97,7 @@ func (a *acker) push(j ackJob) {
 func (a *acker) ack(j ackJob, more bool) {
 	defer j.s.ackDone()
 	s := j.s
+	s.paid() // before the write: with the PUBACK, the device may send again
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: j.packetID}
 	if j.err != nil {
 		a.b.log.Error("mqtt: could not store telemetry", "device", s.deviceID, "err", j.err)
@@ -126,13 +128,41 @@ func (a *acker) ack(j ackJob, more bool) {
 // acknowledged; other acknowledgements wait for them (ordering).
 type pendingAcks struct {
 	mu   sync.Mutex
-	cond *sync.Cond
-	n    int
+	cond *sync.Cond // made by the first to wait
+	n    int        // PUBACKs not yet written
+	// owed: PUBACKs not yet handed to the connection, what counts against
+	// Receive Maximum. It drops before the write, n after it: a device that
+	// has its PUBACK and sends at once must find it dropped.
+	owed int
 }
 
-func (s *session) ackAdd() {
+// owe counts a PUBACK the session will send (ackDone and paid end it). With
+// max already owed it waits for one to be paid, or, when not to wait,
+// counts nothing and returns false.
+func (s *session) owe(max int, wait bool) bool {
 	s.acks.mu.Lock()
+	defer s.acks.mu.Unlock()
+	for s.acks.owed >= max {
+		if !wait {
+			return false
+		}
+		if s.acks.cond == nil {
+			s.acks.cond = sync.NewCond(&s.acks.mu)
+		}
+		s.acks.cond.Wait()
+	}
+	s.acks.owed++
 	s.acks.n++
+	return true
+}
+
+// paid: an owed PUBACK is being written (or never will be).
+func (s *session) paid() {
+	s.acks.mu.Lock()
+	s.acks.owed--
+	if s.acks.cond != nil {
+		s.acks.cond.Broadcast()
+	}
 	s.acks.mu.Unlock()
 }
 

@@ -3,9 +3,11 @@ package broker_test
 import (
 	"bufio"
 	"bytes"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +21,14 @@ import (
 // conn, gets a CONNACK that accepts it.
 func rawConnect(t *testing.T, conn io.Writer, r *bufio.Reader, clientID string, keepalive uint16) {
 	t.Helper()
+	rawConnectVersion(t, conn, r, clientID, keepalive, 4)
+}
+
+// rawConnectVersion is rawConnect for MQTT 3.1.1 (version 4) or 5.
+func rawConnectVersion(t *testing.T, conn io.Writer, r *bufio.Reader, clientID string, keepalive uint16, version byte) {
+	t.Helper()
 	var out bytes.Buffer
-	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: keepalive, ClientIdentifier: clientID}}
 	if err := connect.ConnectEncode(&out); err != nil {
 		t.Fatal(err)
@@ -28,7 +36,7 @@ func rawConnect(t *testing.T, conn io.Writer, r *bufio.Reader, clientID string, 
 	if _, err := conn.Write(out.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	if typ, body, err := readRaw(r); err != nil || typ != 0x20 || len(body) != 2 || body[1] != 0 {
+	if typ, body, err := readRaw(r); err != nil || typ != 0x20 || len(body) < 2 || body[1] != 0 {
 		t.Fatalf("CONNACK: type %#x body %v err %v", typ, body, err)
 	}
 }
@@ -104,4 +112,125 @@ func TestTelemetryAcksInOrder(t *testing.T) {
 	if got := e.latest(t, dev.DeviceID)["seq"]; got != float64(n) {
 		t.Fatalf("last stored seq = %v, want %d", got, n)
 	}
+}
+
+// holdWriter keeps the store's single SQLite writer busy until the
+// returned function is called: telemetry stays uncommitted, so its PUBACKs
+// stay owed.
+func holdWriter(t *testing.T, e *env) func() {
+	t.Helper()
+	st, ok := e.srv.Platform.Store.(interface{ DBs() (*sql.DB, *sql.DB) })
+	if !ok {
+		t.Skip("the store is not SQL")
+	}
+	w, _ := st.DBs()
+	tx, err := w.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() { tx.Rollback() }
+}
+
+// burst sends QoS 1 telemetry messages with seq 1..n in one write.
+func burst(t *testing.T, conn io.Writer, deviceID string, version byte, n int) {
+	t.Helper()
+	var out bytes.Buffer
+	for i := 1; i <= n; i++ {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: version,
+			TopicName: "d/" + deviceID + "/telemetry", PacketID: uint16(i), Payload: []byte(fmt.Sprintf(`{"seq":%d}`, i))}
+		if err := pk.PublishEncode(&out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReceiveMaximum: QoS 1 telemetry is acknowledged after the commit,
+// and a device may have at most Receive Maximum of it unacknowledged. An
+// MQTT 5 device that sends more is disconnected with 0x93 and nothing past
+// the limit is stored; a 3.1.1 device, never told a limit, is read from
+// again as PUBACKs go out, and loses nothing; a client that keeps to the
+// limit (paho) is never cut off, however fast its PUBACKs come back.
+func TestReceiveMaximum(t *testing.T) {
+	const max = 4
+	e := newEnv(t, envOpts{configure: func(c *broker.Config) {
+		c.RateLimit, c.RateBurst, c.ReceiveMaximum = 10000, 1000, max
+	}})
+
+	t.Run("v5 beyond the limit", func(t *testing.T) {
+		dev := e.device(t)
+		conn := dialTLS(t, e.cert, e.tls(&dev.TLS))
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		r := bufio.NewReader(conn)
+		rawConnectVersion(t, conn, r, dev.DeviceID, 60, 5)
+		release := holdWriter(t, e)
+		burst(t, conn, dev.DeviceID, 5, 3*max)
+		typ, body, err := readRaw(r)
+		release()
+		if err != nil || typ != 0xE0 || len(body) < 1 || body[0] != 0x93 {
+			t.Fatalf("want DISCONNECT 0x93 (Receive Maximum exceeded), got type %#x body %x err %v", typ, body, err)
+		}
+		for {
+			if _, _, err := readRaw(r); err != nil {
+				break // closed
+			}
+		}
+		eventually(t, "the messages within the limit stored", func() bool { return e.latest(t, dev.DeviceID)["seq"] == float64(max) })
+		time.Sleep(100 * time.Millisecond)
+		if got := e.latest(t, dev.DeviceID)["seq"]; got != float64(max) {
+			t.Fatalf("last stored seq = %v: a message past the limit was stored", got)
+		}
+	})
+
+	t.Run("v3 waits", func(t *testing.T) {
+		dev := e.device(t)
+		conn := dialTLS(t, e.cert, e.tls(&dev.TLS))
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		r := bufio.NewReader(conn)
+		rawConnect(t, conn, r, dev.DeviceID, 60)
+		const n = 10 * max
+		release := holdWriter(t, e)
+		burst(t, conn, dev.DeviceID, 4, n)
+		time.Sleep(100 * time.Millisecond) // the broker reads up to the limit, then waits
+		release()
+		for want := 1; want <= n; want++ {
+			typ, body, err := readRaw(r)
+			if err != nil || typ>>4 != 4 || int(binary.BigEndian.Uint16(body)) != want {
+				t.Fatalf("want the PUBACK of message %d, got type %#x body %x err %v", want, typ, body, err)
+			}
+		}
+		if got := e.latest(t, dev.DeviceID)["seq"]; got != float64(n) {
+			t.Fatalf("last stored seq = %v, want %d", got, n)
+		}
+	})
+
+	t.Run("v5 within the limit", func(t *testing.T) {
+		dev := e.device(t)
+		c := e.deviceV5(t, dev)
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for i := range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := c.publish(t, "d/"+dev.DeviceID+"/telemetry", 1, fmt.Sprintf(`{"n":%d}`, i)); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("publishing within Receive Maximum: %v", err)
+		}
+		select {
+		case d := <-c.disconnect:
+			t.Fatalf("disconnected within Receive Maximum: %+v", d)
+		default:
+		}
+	})
 }

@@ -36,6 +36,7 @@ const (
 	codeBadUserPass   byte = 0x86
 	codeNotAuthorized byte = 0x87
 	codeUnavailable   byte = 0x88
+	codeReceiveMax    byte = 0x93
 	codePacketTooBig  byte = 0x95
 	codeQuota         byte = 0x97
 	codeAdmin         byte = 0x98
@@ -487,11 +488,23 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			// (committed, or stored in the telemetry stream), not here:
 			// the connection goes on reading meanwhile. Delivery to
 			// subscribers does not wait for the database.
-			s.ackAdd()
+			// At most Receive Maximum of them: an MQTT 5 device that
+			// sends more is disconnected (it was told the limit); a 3.1.1
+			// device, which was not, is read from again once PUBACKs
+			// have gone out.
+			v5 := cl.Properties.ProtocolVersion == 5
+			if !s.owe(int(b.cfg.ReceiveMaximum), !v5) {
+				reason := fmt.Sprintf("more than %d QoS 1 messages without a PUBACK (Receive Maximum)", b.cfg.ReceiveMaximum)
+				b.m.refused.WithLabelValues(fmt.Sprintf("0x%02x", codeReceiveMax)).Inc()
+				b.log.Info("mqtt message refused", "device", s.deviceID, "topic", pk.TopicName, "code", "0x93", "reason", reason)
+				_ = b.srv.DisconnectClient(cl, packets.Code{Code: codeReceiveMax, Reason: reason})
+				return pk, packets.ErrRejectPacket
+			}
 			id := pk.PacketID
 			if err = b.d.Ingester.WriteThen(ctx, tps, func(err error) {
 				b.acker.push(ackJob{s: s, packetID: id, err: err})
 			}); err != nil {
+				s.paid()
 				s.ackDone()
 				return pk, b.storeFailed(s, pk, err)
 			}
