@@ -223,6 +223,9 @@ func New(cfg Config, d Deps) (*Broker, error) {
 	}
 	b := &Broker{cfg: cfg, d: d, log: d.Log.With("component", "mqtt"), reg: newRegistry(), now: d.Clock,
 		addr: map[string]net.Addr{}, modes: map[string]authMode{}, jobs: make(chan job, 4096), notes: make(chan note, 16384), m: newMetrics(d.Metrics)}
+	if _, err := tlsFields(); err != nil && cfg.ParkAfter > 0 {
+		b.log.Warn("idle TLS connections keep crypto/tls's buffers and client certificates (about 10 KiB each)", "err", err)
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = int32(cfg.WritesPending)
 	caps.MaximumSessionExpiryInterval = uint32(cfg.MaxSessionExpiry.Seconds())

@@ -5,6 +5,7 @@ package broker
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"syscall"
@@ -191,7 +192,7 @@ func TestIdleConnReset(t *testing.T) {
 	}
 }
 
-// TestParkReleasesTLS: a parked connection holds neither the handshake's
+// TestParkReleasesTLS: a parked connection holds neither TLS's input
 // buffers nor the client certificate, and reads on when data comes.
 func TestParkReleasesTLS(t *testing.T) {
 	var rec *recordConn
@@ -207,12 +208,13 @@ func TestParkReleasesTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		readSome(t, c, msg)
+		if r, _, h := held(server); r == 0 || (i == 0 && h == 0) {
+			t.Fatalf("round %d: record buffer %d, handshake buffer %d bytes before parking: nothing measured", i, r, h)
+		}
 		if !c.Park(func() { resumed <- struct{}{} }) {
 			t.Fatalf("round %d: an idle connection did not park", i)
 		}
-		if handCap(server) != 0 {
-			t.Fatalf("round %d: parked with the handshake buffer held", i)
-		}
+		released(t, server, fmt.Sprintf("round %d, parked", i))
 		if i == 0 && !collected(done) {
 			t.Fatal("parked with the client certificate still reachable")
 		}

@@ -11,11 +11,11 @@ import (
 )
 
 // crypto/tls keeps two things for a connection's whole life that an idle
-// device connection does not need: input buffers as large as the biggest
-// handshake message it ever read (a ClientHello with a post-quantum key
-// share is about 1.3 KB, a client certificate message about as much
-// again), and the parsed client certificate, which the broker reads once,
-// at CONNECT. Together they are about a third of an idle connection's
+// device connection does not need: input buffers as large as the largest
+// record and handshake message it ever read (a ClientHello with a
+// post-quantum key share is about 1.3 KB, a client certificate message
+// about as much again, a record up to 16 KiB), and the parsed client
+// certificate, which the broker reads once, at CONNECT. Together they are about a third of an idle connection's
 // heap. OpenSSL lets go of its buffers on idle connections when asked
 // (SSL_MODE_RELEASE_BUFFERS); crypto/tls has no such switch, so
 // releaseTLS does it from outside, through the fields' offsets, found once
@@ -69,10 +69,12 @@ func findTLSLayout() (*tlsLayout, error) {
 }
 
 // releaseTLS lets go of c's input buffers, when they hold nothing, and of
-// its peer certificates, once the handshake is done. It is for a
-// connection nobody reads from (a parked one); TLS grows new buffers when
-// the next record comes, and ConnectionState reports no peer certificates
-// from then on. It reports whether the buffers were released.
+// its peer certificates, once the handshake is done. It is for a server
+// connection nobody reads from (a parked one): a client connection reads
+// its peer certificates when a session ticket arrives, under another lock.
+// TLS grows new buffers when the next record comes, and ConnectionState
+// reports no peer certificates from then on. It reports whether the
+// buffers were released.
 func releaseTLS(c *tls.Conn) bool {
 	l, err := tlsFields()
 	if err != nil || !c.ConnectionState().HandshakeComplete {
