@@ -201,10 +201,10 @@ func TestReleaseTLSConcurrent(t *testing.T) {
 	server, client := mtlsPair(t, func(c net.Conn) net.Conn { return c })
 	const n = 300
 	msg := bytes.Repeat([]byte("m"), 100)
-	var wg sync.WaitGroup
-	wg.Add(3)
+	var writers, releaser sync.WaitGroup
+	writers.Add(2)
 	go func() { // client -> server
-		defer wg.Done()
+		defer writers.Done()
 		for range n {
 			if _, err := client.Write(msg); err != nil {
 				t.Error(err)
@@ -212,9 +212,13 @@ func TestReleaseTLSConcurrent(t *testing.T) {
 			}
 		}
 	}()
-	go func() { // server -> client, and the client reads it
-		defer wg.Done()
-		go func() { _, _ = io.Copy(io.Discard, client) }()
+	echoed := make(chan error, 1)
+	go func() { // server -> client, read by the client
+		_, err := io.ReadFull(client, make([]byte, n*len(msg)))
+		echoed <- err
+	}()
+	go func() {
+		defer writers.Done()
 		for range n {
 			if _, err := server.Write(msg); err != nil {
 				t.Error(err)
@@ -223,8 +227,9 @@ func TestReleaseTLSConcurrent(t *testing.T) {
 		}
 	}()
 	stop := make(chan struct{})
+	releaser.Add(1)
 	go func() {
-		defer wg.Done()
+		defer releaser.Done()
 		for {
 			select {
 			case <-stop:
@@ -236,10 +241,13 @@ func TestReleaseTLSConcurrent(t *testing.T) {
 	}()
 	got := make([]byte, n*len(msg))
 	_, err := io.ReadFull(server, got)
+	writers.Wait()
 	close(stop)
-	client.Close()
-	wg.Wait()
+	releaser.Wait()
 	if err != nil || !bytes.Equal(got, bytes.Repeat(msg, n)) {
 		t.Fatalf("server read %v: the stream changed under release", err)
+	}
+	if err := <-echoed; err != nil {
+		t.Fatalf("client read: %v", err)
 	}
 }
