@@ -161,39 +161,23 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	if err := insertPoints(ctx, sqlTx, db.d, rows, points); err != nil {
 		return fail(err)
 	}
-	// The update names the series in full: an ID from the cache that now
-	// belongs to no series, or (SQLite reuses the largest IDs) to another
-	// one, changes nothing, and the check below finds it.
-	up, err := sqlTx.PrepareContext(ctx, db.d.rebind(`UPDATE telemetry_series SET last_ts = ?, last_kind = ?, last_num = ?, last_txt = ?
-		WHERE id = ? AND tenant_id = ? AND device_id = ? AND metric = ? AND last_ts <= ?`))
-	if err != nil {
-		return fail(err)
-	}
+	// Each series' newest point of the batch becomes its last value, if it
+	// is not older than the one stored.
+	var newest []pointRow
 	for j, r := range rows {
 		if j+1 < len(rows) && rows[j+1].id == r.id {
 			continue // not the series' newest
 		}
-		p, k := points[r.i], keys[r.slot]
-		res, err := up.ExecContext(ctx, r.ts, string(p.Kind), p.Num, p.Text, r.id, k.tenant, k.device, k.metric, r.ts)
-		var n int64
-		if err == nil {
-			n, err = res.RowsAffected()
-		}
-		if err == nil && n == 0 {
-			// Older than the last value, or a stale ID.
-			err = checkSeries(ctx, sqlTx, db.d, r.id, k)
-		}
-		if err != nil {
-			up.Close()
-			if errors.Is(err, errStaleSeries) {
-				sqlTx.Rollback()
-				cache.reset()
-				return err
-			}
-			return fail(err)
-		}
+		newest = append(newest, r)
 	}
-	up.Close()
+	if err := updateLastValues(ctx, sqlTx, db.d, newest, keys, points); err != nil {
+		if errors.Is(err, errStaleSeries) {
+			sqlTx.Rollback()
+			cache.reset()
+			return err
+		}
+		return fail(err)
+	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("committing telemetry: %w", err)
 	}
@@ -210,6 +194,80 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		cache.mu.Unlock()
 	}
 	return nil
+}
+
+// lastValueRow is one series' new last value in updateLastValues: a row
+// of VALUES, cast so that PostgreSQL knows the types of the parameters.
+const lastValueRow = `(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), ` +
+	`CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
+
+// updateLastValues moves the series' last values forward, many series to
+// a statement (one statement per series was most of a batch's round
+// trips on PostgreSQL). The update names each series in full: an ID from
+// the cache that now belongs to no series, or (SQLite reuses the largest
+// IDs) to another one, changes nothing; so does a point older than the
+// stored last value. A series the update did not change is looked at
+// alone: errStaleSeries if its ID is stale.
+func updateLastValues(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointRow, keys []pointKey, points []model.TelemetryPoint) error {
+	updated := make(map[int64]bool, len(rows))
+	args := make([]any, 0, 8*lastValueChunks[0])
+	for rest := rows; len(rest) > 0; {
+		n := chunkSize(len(rest), lastValueChunks)
+		args = args[:0]
+		for _, r := range rest[:n] {
+			p, k := &points[r.i], keys[r.slot]
+			args = append(args, r.id, r.ts, string(p.Kind), p.Num, p.Text, k.tenant, k.device, k.metric)
+		}
+		q := `UPDATE telemetry_series SET last_ts = v.column2, last_kind = v.column3, last_num = v.column4, last_txt = v.column5
+			FROM (VALUES ` + lastValueRow + strings.Repeat(`, `+lastValueRow, n-1) + `) AS v
+			WHERE telemetry_series.id = v.column1 AND telemetry_series.tenant_id = v.column6
+			AND telemetry_series.device_id = v.column7 AND telemetry_series.metric = v.column8
+			AND telemetry_series.last_ts <= v.column2
+			RETURNING telemetry_series.id`
+		res, err := tx.QueryContext(ctx, d.rebind(q), args...)
+		if err != nil {
+			return err
+		}
+		for res.Next() {
+			var id int64
+			if err := res.Scan(&id); err != nil {
+				res.Close()
+				return err
+			}
+			updated[id] = true
+		}
+		if err := res.Close(); err != nil {
+			return err
+		}
+		if err := res.Err(); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	for _, r := range rows {
+		if !updated[r.id] {
+			// Older than the last value, or a stale ID.
+			if err := checkSeries(ctx, tx, d, r.id, keys[r.slot]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// lastValueChunks are the statement sizes updateLastValues uses, largest
+// first: few distinct statements (each is prepared once per connection),
+// few round trips for any number of series.
+var lastValueChunks = []int{64, 16, 4, 1}
+
+// chunkSize is the largest of sizes (descending, ending in 1) that n fills.
+func chunkSize(n int, sizes []int) int {
+	for _, s := range sizes {
+		if n >= s {
+			return s
+		}
+	}
+	return 1
 }
 
 // checkSeries returns errStaleSeries unless series id is k's.

@@ -186,6 +186,37 @@ func testConnectivity(t *testing.T, s store.Store) {
 			pt(tenA, "dev-a1", "temp", 11, 11.0)}), "WriteTelemetry again")
 		noErr(t, s.WriteTelemetry(ctx, nil), "WriteTelemetry of nothing")
 
+		// Many series in one batch (their last values are set many to a
+		// statement), then a batch that moves half of them forward and
+		// offers the other half an older point.
+		const manyDevices = 53 // 106 series: every statement size, and remainders
+		var many, again []model.TelemetryPoint
+		for d := range manyDevices {
+			dev := fmt.Sprintf("dev-m%d", d)
+			many = append(many, pt(tenA, dev, "m1", 100, float64(d)), pt(tenA, dev, "m2", 100, fmt.Sprint(d)))
+			sec := 200 // newer
+			if d%2 == 1 {
+				sec = 50 // older
+			}
+			again = append(again, pt(tenA, dev, "m1", sec, float64(1000+d)), pt(tenA, dev, "m2", sec, fmt.Sprint(1000+d)))
+		}
+		noErr(t, s.WriteTelemetry(ctx, many), "WriteTelemetry of many series")
+		noErr(t, s.WriteTelemetry(ctx, again), "WriteTelemetry of many series again")
+		for d := range manyDevices {
+			dev := fmt.Sprintf("dev-m%d", d)
+			want := map[string]any{"m1@100": float64(d), "m2@100": fmt.Sprint(d)}
+			if d%2 == 0 {
+				want = map[string]any{"m1@200": float64(1000 + d), "m2@200": fmt.Sprint(1000 + d)}
+			}
+			l, err := s.LatestTelemetry(ctx, tenA, dev)
+			noErr(t, err, "LatestTelemetry "+dev)
+			got := map[string]any{}
+			for _, p := range l {
+				got[fmt.Sprintf("%s@%d", p.Metric, p.Time.Sub(base)/time.Second)] = p.Value()
+			}
+			wantEqual(t, got, want, "last values of "+dev)
+		}
+
 		last, err := s.LatestTelemetry(ctx, tenA, "dev-a1")
 		noErr(t, err, "LatestTelemetry")
 		got := map[string]any{}
