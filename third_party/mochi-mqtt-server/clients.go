@@ -88,6 +88,15 @@ func (cl *Clients) Delete(id string) {
 	delete(cl.internal, id)
 }
 
+// deleteIf removes val, if it is still the client of its ID (patch).
+func (cl *Clients) deleteIf(val *Client) {
+	cl.Lock()
+	defer cl.Unlock()
+	if cl.internal[val.ID] == val {
+		delete(cl.internal, val.ID)
+	}
+}
+
 // GetByListener returns clients matching a listener id.
 func (cl *Clients) GetByListener(id string) []*Client {
 	cl.RLock()

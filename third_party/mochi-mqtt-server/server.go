@@ -151,6 +151,18 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	sessions     [64]sync.Mutex       // by client ID: a takeover and an end of session one after the other (patch)
+}
+
+// sessionLock is the lock of the client ID's sessions (patch): taking over
+// a session and ending one run one after the other, never interleaved.
+// Nothing that waits on a client's connection runs under it.
+func (s *Server) sessionLock(id string) *sync.Mutex {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return &s.sessions[h%uint32(len(s.sessions))]
 }
 
 // loop contains interval tickers for the system events loop.
@@ -506,8 +518,7 @@ func (s *Server) establishClient(cl *Client, listener string) (counted bool, err
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
-	sessionPresent := s.inheritClientSession(pk, cl)
-	s.Clients.Add(cl) // [MQTT-4.1.0-1]
+	sessionPresent := s.registerClient(pk, cl)
 
 	err = s.SendConnack(cl, code, sessionPresent, nil) // [MQTT-3.1.4-5] [MQTT-3.2.0-1] [MQTT-3.2.0-2] &[MQTT-3.14.0-1]
 	if err != nil {
@@ -543,13 +554,48 @@ func (s *Server) detachClient(cl *Client, listener string, err error) error {
 	expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) || (cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
 	s.hooks.OnDisconnect(cl, err, expire)
 
-	if expire && !cl.IsTakenOver() {
-		cl.ClearInflights()
-		s.UnsubscribeClient(cl)
-		s.Clients.Delete(cl.ID) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
+	if expire {
+		// Under the session lock (patch): a new session of the same client
+		// ID that took this one over in between keeps its subscriptions and
+		// its place among the clients.
+		lk := s.sessionLock(cl.ID)
+		lk.Lock()
+		if !cl.IsTakenOver() {
+			if detachGap != nil {
+				detachGap()
+			}
+			cl.ClearInflights()
+			s.UnsubscribeClient(cl)
+			s.Clients.deleteIf(cl) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
+		}
+		lk.Unlock()
 	}
 
 	return err
+}
+
+// detachGap, in tests, runs once an ending session has decided to clean up.
+var detachGap func()
+
+// registerClient makes cl the session of its client ID, taking over an
+// existing one (patch): the takeover and the registration under the
+// session lock; the DISCONNECT to the existing client, which may wait for
+// its connection, outside it.
+func (s *Server) registerClient(pk packets.Packet, cl *Client) bool {
+	lk := s.sessionLock(cl.ID)
+	var told *Client
+	if existing, ok := s.Clients.Get(cl.ID); ok {
+		_ = s.DisconnectClient(existing, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
+		told = existing
+	}
+	lk.Lock()
+	existing, sessionPresent := s.takeOverSession(pk, cl)
+	s.Clients.Add(cl) // [MQTT-4.1.0-1]
+	lk.Unlock()
+	if existing != nil && existing != told { // yet another session came in between
+		_ = s.DisconnectClient(existing, packets.ErrSessionTakenOver)
+	}
+	return sessionPresent
 }
 
 // readConnectionPacket reads the first incoming header for a connection, and if
@@ -619,12 +665,22 @@ func (s *Server) validateConnect(cl *Client, pk packets.Packet) packets.Code {
 // session is abandoned.
 func (s *Server) inheritClientSession(pk packets.Packet, cl *Client) bool {
 	if existing, ok := s.Clients.Get(cl.ID); ok {
-		_ = s.DisconnectClient(existing, packets.ErrSessionTakenOver)                                   // [MQTT-3.1.4-3]
+		_ = s.DisconnectClient(existing, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
+	}
+	_, sessionPresent := s.takeOverSession(pk, cl)
+	return sessionPresent
+}
+
+// takeOverSession is inheritClientSession without the DISCONNECT to the
+// existing client, which it returns (patch: registerClient sends it
+// outside the session lock).
+func (s *Server) takeOverSession(pk packets.Packet, cl *Client) (*Client, bool) {
+	if existing, ok := s.Clients.Get(cl.ID); ok {
 		if pk.Connect.Clean || (existing.Properties.Clean && existing.Properties.ProtocolVersion < 5) { // [MQTT-3.1.2-4] [MQTT-3.1.4-4]
 			s.UnsubscribeClient(existing)
 			existing.ClearInflights()
 			existing.State.isTakenOver.Store(true) // only set isTakenOver after unsubscribe has occurred
-			return false                           // [MQTT-3.2.2-3]
+			return existing, false                 // [MQTT-3.2.2-3]
 		}
 
 		existing.State.isTakenOver.Store(true)
@@ -651,14 +707,14 @@ func (s *Server) inheritClientSession(pk packets.Packet, cl *Client) bool {
 
 		s.Log.Debug("session taken over", "client", cl.ID, "old_remote", existing.Net.Remote, "new_remote", cl.Net.Remote)
 
-		return true // [MQTT-3.2.2-3]
+		return existing, true // [MQTT-3.2.2-3]
 	}
 
 	if atomic.LoadInt64(&s.Info.ClientsConnected) > atomic.LoadInt64(&s.Info.ClientsMaximum) {
 		atomic.AddInt64(&s.Info.ClientsMaximum, 1)
 	}
 
-	return false // [MQTT-3.2.2-2]
+	return nil, false // [MQTT-3.2.2-2]
 }
 
 // SendConnack returns a Connack packet to a client.
@@ -1787,8 +1843,15 @@ func (s *Server) clearExpiredClients(dt int64) {
 		}
 
 		if disconnected+int64(expire) < dt {
-			s.hooks.OnClientExpired(client)
-			s.Clients.Delete(id) // [MQTT-4.1.0-2]
+			// Only the expired client: a new session of its ID may have
+			// taken its place meanwhile (patch).
+			lk := s.sessionLock(id)
+			lk.Lock()
+			if cur, ok := s.Clients.Get(id); ok && cur == client {
+				s.hooks.OnClientExpired(client)
+				s.Clients.deleteIf(client) // [MQTT-4.1.0-2]
+			}
+			lk.Unlock()
 		}
 	}
 }
