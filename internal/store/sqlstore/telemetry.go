@@ -139,6 +139,20 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		ins.Close()
 		sel.Close()
 	}
+	// Two keys of the batch with one ID: a cached ID went stale and now
+	// names the other key's new series (SQLite gives out the largest ID
+	// again). Their points would be merged under one series.
+	if len(keys) > 1 {
+		bySlot := make(map[int64]struct{}, len(keys))
+		for _, id := range ids {
+			if _, dup := bySlot[id]; dup {
+				sqlTx.Rollback()
+				cache.reset()
+				return errStaleSeries
+			}
+			bySlot[id] = struct{}{}
+		}
+	}
 	// By series, time and arrival; of one series and time the last to
 	// arrive is kept, and the last row of a series is its newest value.
 	for j := range rows {

@@ -345,6 +345,23 @@ func testConnectivity(t *testing.T, s store.Store) {
 		if l, _ := s.LatestTelemetry(ctx, tenB, "dev-b9"); len(l) != 1 || l[0].Num != 90 {
 			t.Fatalf("dev-b9's last value after dev-a3 wrote again: %+v", l)
 		}
+
+		// The same, but the erased device and the one that got its series'
+		// ID write in one batch: each point stays with its own device.
+		noErr(t, s.WriteTelemetry(ctx, []model.TelemetryPoint{pt(tenA, "dev-a4", "hum", 1, 40.0)}), "WriteTelemetry dev-a4")
+		mustUpdate(t, s, func(tx store.Tx) error { _, err := tx.EraseDeviceData(ctx, tenA, "dev-a4"); return err })
+		noErr(t, s.WriteTelemetry(ctx, []model.TelemetryPoint{pt(tenB, "dev-b8", "hum", 1, 80.0)}), "WriteTelemetry dev-b8")
+		noErr(t, s.WriteTelemetry(ctx, []model.TelemetryPoint{pt(tenA, "dev-a4", "hum", 2, 41.0), pt(tenB, "dev-b8", "hum", 2, 81.0)}),
+			"WriteTelemetry dev-a4 and dev-b8 in one batch")
+		if p, _ := s.QueryTelemetry(ctx, tenA, "dev-a4", "hum", at(0), at(time.Hour), 10); len(p) != 1 || p[0].Num != 41 {
+			t.Fatalf("dev-a4 after its data was erased: %+v, want the one new point", p)
+		}
+		if p, _ := s.QueryTelemetry(ctx, tenB, "dev-b8", "hum", at(0), at(time.Hour), 10); len(p) != 2 || p[0].Num != 80 || p[1].Num != 81 {
+			t.Fatalf("dev-b8 (other tenant) after a batch with dev-a4: %+v, want its two points", p)
+		}
+		if l, _ := s.LatestTelemetry(ctx, tenB, "dev-b8"); len(l) != 1 || l[0].Num != 81 {
+			t.Fatalf("dev-b8's last value after a batch with dev-a4: %+v", l)
+		}
 	})
 }
 
