@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -17,6 +19,11 @@ import (
 // 4.6) and a slow connection holds up only its shard.
 
 const ackShards = 8
+
+// ackWaitMax is the longest a 3.1.1 device's reader waits for room under
+// Receive Maximum, as long as the ingester's full queue makes a message
+// wait: then the store is not keeping up, and the device is let go.
+const ackWaitMax = 15 * time.Second
 
 type ackJob struct {
 	s        *session
@@ -81,15 +88,18 @@ func (a *acker) run(i int) {
 }
 
 func (a *acker) push(j ackJob) {
-	select {
-	case a.shards[j.s.shard%ackShards] <- j:
-	case <-a.b.ctx.Done():
-		// Shutting down, the shards may be gone: no PUBACK (the device
-		// sends the message again), rather than a shutdown that waits for
-		// a shard that no longer reads.
-		j.s.paid()
-		j.s.ackDone()
+	if a.b.ctx.Err() == nil {
+		select {
+		case a.shards[j.s.shard%ackShards] <- j:
+			return
+		case <-a.b.ctx.Done():
+		}
 	}
+	// Shutting down, the shards may be gone: no PUBACK (the device sends
+	// the message again), rather than a shutdown that waits for a shard
+	// that no longer reads.
+	j.s.paid()
+	j.s.ackDone()
 }
 
 // ack writes one PUBACK; with more, the session has further PUBACKs in
@@ -137,22 +147,49 @@ type pendingAcks struct {
 }
 
 // owe counts a PUBACK the session will send (ackDone and paid end it). With
-// max already owed it waits for one to be paid, or, when not to wait,
-// counts nothing and returns false.
-func (s *session) owe(max int, wait bool) bool {
+// max already owed it waits for one to be paid, until ctx ends or the
+// deadline passes, or, when not to wait, at once; then it counts nothing
+// and returns false.
+func (s *session) owe(ctx context.Context, max int, wait bool, deadline time.Time) bool {
 	s.acks.mu.Lock()
 	defer s.acks.mu.Unlock()
-	for s.acks.owed >= max {
-		if !wait {
-			return false
-		}
-		if s.acks.cond == nil {
-			s.acks.cond = sync.NewCond(&s.acks.mu)
-		}
-		s.acks.cond.Wait()
+	room := func() bool { return s.acks.owed < max }
+	if !room() && (!wait || !s.waitAcksLocked(ctx, deadline, room)) {
+		return false
 	}
 	s.acks.owed++
 	s.acks.n++
+	return true
+}
+
+// waitAcksLocked waits (s.acks.mu held) until done reports true, ctx
+// ends or the deadline passes, and reports whether done. PUBACKs are
+// written by the shards; a stalled store or a shutdown must not keep a
+// device's reader waiting for them for good.
+func (s *session) waitAcksLocked(ctx context.Context, deadline time.Time, done func() bool) bool {
+	if done() {
+		return true
+	}
+	if s.acks.cond == nil {
+		s.acks.cond = sync.NewCond(&s.acks.mu)
+	}
+	wake := func() {
+		s.acks.mu.Lock()
+		s.acks.cond.Broadcast()
+		s.acks.mu.Unlock()
+	}
+	stop := context.AfterFunc(ctx, wake)
+	defer stop()
+	if !deadline.IsZero() {
+		t := time.AfterFunc(time.Until(deadline), wake)
+		defer t.Stop()
+	}
+	for !done() {
+		if ctx.Err() != nil || (!deadline.IsZero() && !time.Now().Before(deadline)) {
+			return false
+		}
+		s.acks.cond.Wait()
+	}
 	return true
 }
 
@@ -175,14 +212,10 @@ func (s *session) ackDone() {
 	s.acks.mu.Unlock()
 }
 
-// ackWait returns once every earlier telemetry PUBACK of the session is out.
-func (s *session) ackWait() {
+// ackWait returns once every earlier telemetry PUBACK of the session is
+// out, or ctx (the broker's) ended.
+func (s *session) ackWait(ctx context.Context) {
 	s.acks.mu.Lock()
 	defer s.acks.mu.Unlock()
-	if s.acks.cond == nil {
-		s.acks.cond = sync.NewCond(&s.acks.mu)
-	}
-	for s.acks.n > 0 {
-		s.acks.cond.Wait()
-	}
+	s.waitAcksLocked(ctx, time.Time{}, func() bool { return s.acks.n == 0 })
 }

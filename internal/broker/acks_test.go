@@ -115,20 +115,46 @@ func TestTelemetryAcksInOrder(t *testing.T) {
 }
 
 // holdWriter keeps the store's single SQLite writer busy until the
-// returned function is called: telemetry stays uncommitted, so its PUBACKs
-// stay owed.
+// returned function is called (also at the test's end): telemetry stays
+// uncommitted, so its PUBACKs stay owed.
 func holdWriter(t *testing.T, e *env) func() {
 	t.Helper()
 	st, ok := e.srv.Platform.Store.(interface{ DBs() (*sql.DB, *sql.DB) })
-	if !ok {
-		t.Skip("the store is not SQL")
+	if !ok || e.srv.Backend() != "sqlite" {
+		t.Skip("holding the writer needs SQLite's single write connection")
 	}
 	w, _ := st.DBs()
 	tx, err := w.Begin()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func() { tx.Rollback() }
+	var once sync.Once
+	release := func() { once.Do(func() { tx.Rollback() }) }
+	t.Cleanup(release)
+	return release
+}
+
+// telemetryAccepted reads how many telemetry messages the broker has
+// taken (steward_mqtt_messages_total{kind="telemetry"}).
+func telemetryAccepted(t *testing.T, e *env) float64 {
+	t.Helper()
+	mfs, err := e.srv.Platform.API.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "steward_mqtt_messages_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == "telemetry" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // burst sends QoS 1 telemetry messages with seq 1..n in one write.
@@ -194,8 +220,13 @@ func TestReceiveMaximum(t *testing.T) {
 		rawConnect(t, conn, r, dev.DeviceID, 60)
 		const n = 10 * max
 		release := holdWriter(t, e)
+		before := telemetryAccepted(t, e)
 		burst(t, conn, dev.DeviceID, 4, n)
-		time.Sleep(100 * time.Millisecond) // the broker reads up to the limit, then waits
+		eventually(t, "the broker taking messages up to the limit", func() bool { return telemetryAccepted(t, e)-before >= max })
+		time.Sleep(100 * time.Millisecond)
+		if got := telemetryAccepted(t, e) - before; got != max {
+			t.Fatalf("%v messages taken while their PUBACKs wait, want Receive Maximum (%d)", got, max)
+		}
 		release()
 		for want := 1; want <= n; want++ {
 			typ, body, err := readRaw(r)

@@ -457,7 +457,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	k, reqID := classify(rest)
 	telemetryMsg := k == inTelemetry || k == inTelemetrySenML
 	if pk.FixedHeader.Qos > 0 && !telemetryMsg {
-		s.ackWait() // PUBACKs go out in the order the device published
+		s.ackWait(b.ctx) // PUBACKs go out in the order the device published
 	}
 	// Store calls of a message wait at most 15 s. Telemetry is handed to
 	// the ingester, whose queue bounds its own wait: no timer per message
@@ -491,9 +491,13 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			// At most Receive Maximum of them: an MQTT 5 device that
 			// sends more is disconnected (it was told the limit); a 3.1.1
 			// device, which was not, is read from again once PUBACKs
-			// have gone out.
+			// have gone out, or given up on as the ingester's full queue
+			// would be.
 			v5 := cl.Properties.ProtocolVersion == 5
-			if !s.owe(int(b.cfg.ReceiveMaximum), !v5) {
+			if !s.owe(b.ctx, int(b.cfg.ReceiveMaximum), !v5, time.Now().Add(ackWaitMax)) {
+				if !v5 {
+					return pk, b.storeFailed(s, pk, telemetry.ErrBusy)
+				}
 				reason := fmt.Sprintf("more than %d QoS 1 messages without a PUBACK (Receive Maximum)", b.cfg.ReceiveMaximum)
 				b.m.refused.WithLabelValues(fmt.Sprintf("0x%02x", codeReceiveMax)).Inc()
 				b.log.Info("mqtt message refused", "device", s.deviceID, "topic", pk.TopicName, "code", "0x93", "reason", reason)
@@ -616,7 +620,7 @@ func jsonObject(b []byte) error {
 func (b *Broker) refuse(s *session, pk packets.Packet, code byte, reason string) error {
 	b.m.refused.WithLabelValues(fmt.Sprintf("0x%02x", code)).Inc()
 	if pk.FixedHeader.Qos > 0 {
-		s.ackWait()
+		s.ackWait(b.ctx)
 		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
 		if pk.FixedHeader.Qos == 2 {
 			ack.FixedHeader.Type = packets.Pubrec

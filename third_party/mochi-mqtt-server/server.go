@@ -561,9 +561,6 @@ func (s *Server) detachClient(cl *Client, listener string, err error) error {
 		lk := s.sessionLock(cl.ID)
 		lk.Lock()
 		if !cl.IsTakenOver() {
-			if detachGap != nil {
-				detachGap()
-			}
 			cl.ClearInflights()
 			s.UnsubscribeClient(cl)
 			s.Clients.deleteIf(cl) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
@@ -574,8 +571,9 @@ func (s *Server) detachClient(cl *Client, listener string, err error) error {
 	return err
 }
 
-// detachGap, in tests, runs once an ending session has decided to clean up.
-var detachGap func()
+// unsubscribeGap, in tests, runs once UnsubscribeClient has decided to
+// remove a client's subscriptions from the index.
+var unsubscribeGap func()
 
 // registerClient makes cl the session of its client ID, taking over an
 // existing one (patch): the takeover and the registration under the
@@ -1503,6 +1501,9 @@ func (s *Server) UnsubscribeClient(cl *Client) {
 
 	if cl.IsTakenOver() {
 		return
+	}
+	if unsubscribeGap != nil {
+		unsubscribeGap()
 	}
 
 	for k, v := range filterMap {

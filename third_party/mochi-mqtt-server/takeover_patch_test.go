@@ -12,11 +12,12 @@ import (
 
 // TestTakeoverDuringDetach: a client reconnects with the same ID (clean
 // session) while its old connection is ending. The old session's cleanup
-// decided to run before the new one registered; the new session then takes
-// over and subscribes before the cleanup goes on. The new session must keep
-// its subscription and its place among the clients. Before the patch the
-// cleanup removed both (by client ID): the new connection stayed up and
-// received nothing.
+// decided to remove its subscriptions (it was not taken over) before the
+// new one registered; the new session then takes over and subscribes
+// before the removal goes on. The new session must keep its subscription
+// and its place among the clients. Before the patch the removal, by client
+// ID, took the new session's subscription: the new connection stayed up
+// and received nothing.
 func TestTakeoverDuringDetach(t *testing.T) {
 	s := New(&Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	newClient := func() *Client {
@@ -41,8 +42,8 @@ func TestTakeoverDuringDetach(t *testing.T) {
 
 	cur := newClient()
 	registered := make(chan struct{})
-	detachGap = func() {
-		detachGap = nil
+	unsubscribeGap = func() {
+		unsubscribeGap = nil
 		go func() { // the new session arrives while the old one is ending
 			s.registerClient(connect, cur)
 			subscribe(cur)
@@ -53,7 +54,7 @@ func TestTakeoverDuringDetach(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	defer func() { detachGap = nil }()
+	defer func() { unsubscribeGap = nil }()
 	_ = s.detachClient(old, "t", io.EOF)
 	select {
 	case <-registered:
