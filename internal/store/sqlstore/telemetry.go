@@ -115,29 +115,9 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		return fmt.Errorf("writing telemetry: %w", err)
 	}
 	if len(missing) > 0 {
-		ins, err := sqlTx.PrepareContext(ctx, db.d.rebind(`INSERT INTO telemetry_series (tenant_id, device_id, metric)
-			VALUES (?, ?, ?) ON CONFLICT (tenant_id, device_id, metric) DO NOTHING`))
-		if err != nil {
+		if err := resolveSeries(ctx, sqlTx, db.d, keys, missing, ids); err != nil {
 			return fail(err)
 		}
-		sel, err := sqlTx.PrepareContext(ctx, db.d.rebind(`SELECT id FROM telemetry_series WHERE tenant_id = ? AND device_id = ? AND metric = ?`))
-		if err != nil {
-			ins.Close()
-			return fail(err)
-		}
-		for _, slot := range missing {
-			k := keys[slot]
-			if _, err = ins.ExecContext(ctx, k.tenant, k.device, k.metric); err == nil {
-				err = sel.QueryRowContext(ctx, k.tenant, k.device, k.metric).Scan(&ids[slot])
-			}
-			if err != nil {
-				ins.Close()
-				sel.Close()
-				return fail(err)
-			}
-		}
-		ins.Close()
-		sel.Close()
 	}
 	// Two keys of the batch with one ID: a cached ID went stale and now
 	// names the other key's new series (SQLite gives out the largest ID
@@ -209,6 +189,101 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	}
 	return nil
 }
+
+// resolveSeries finds or makes the series of the keys in missing (sorted)
+// and sets their IDs, many keys to a statement: first a look for those
+// that exist (after a restart, with the cache empty, nearly all of them),
+// then an insert of the others, then a look for what that insert made or
+// another writer made meanwhile. One statement per key was a round trip
+// per series to PostgreSQL, for every series of a node's devices after it
+// started.
+func resolveSeries(ctx context.Context, tx *sql.Tx, d *dialect, keys []pointKey, missing []int32, ids []int64) error {
+	have := make([]bool, len(keys)) // by slot
+	look := func(slots []int32) error {
+		bySlot := make(map[pointKey]int32, min(len(slots), seriesChunks[0]))
+		args := make([]any, 0, 3*seriesChunks[0])
+		for rest := slots; len(rest) > 0; {
+			n := chunkSize(len(rest), seriesChunks)
+			clear(bySlot)
+			args = args[:0]
+			for _, slot := range rest[:n] {
+				k := keys[slot]
+				bySlot[k] = slot
+				args = append(args, k.tenant, k.device, k.metric)
+			}
+			q := `SELECT s.id, s.tenant_id, s.device_id, s.metric FROM telemetry_series s JOIN (VALUES ` + seriesKeyRow +
+				strings.Repeat(`, `+seriesKeyRow, n-1) + `) AS v
+				ON s.tenant_id = v.column1 AND s.device_id = v.column2 AND s.metric = v.column3`
+			res, err := tx.QueryContext(ctx, d.rebind(q), args...)
+			if err != nil {
+				return err
+			}
+			for res.Next() {
+				var id int64
+				var k pointKey
+				if err := res.Scan(&id, &k.tenant, &k.device, &k.metric); err != nil {
+					res.Close()
+					return err
+				}
+				if slot, ok := bySlot[k]; ok {
+					ids[slot], have[slot] = id, true
+				}
+			}
+			if err := res.Close(); err != nil {
+				return err
+			}
+			if err := res.Err(); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		return nil
+	}
+	if err := look(missing); err != nil {
+		return err
+	}
+	var absent []int32
+	for _, slot := range missing {
+		if !have[slot] {
+			absent = append(absent, slot)
+		}
+	}
+	if len(absent) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 3*seriesChunks[0])
+	for rest := absent; len(rest) > 0; {
+		n := chunkSize(len(rest), seriesChunks)
+		args = args[:0]
+		for _, slot := range rest[:n] {
+			k := keys[slot]
+			args = append(args, k.tenant, k.device, k.metric)
+		}
+		q := `INSERT INTO telemetry_series (tenant_id, device_id, metric) VALUES (?, ?, ?)` +
+			strings.Repeat(`, (?, ?, ?)`, n-1) + ` ON CONFLICT (tenant_id, device_id, metric) DO NOTHING`
+		if _, err := tx.ExecContext(ctx, d.rebind(q), args...); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	if err := look(absent); err != nil {
+		return err
+	}
+	for _, slot := range absent {
+		if !have[slot] {
+			k := keys[slot]
+			return fmt.Errorf("telemetry series %s/%s/%s neither found nor made", k.tenant, k.device, k.metric)
+		}
+	}
+	return nil
+}
+
+// seriesKeyRow is a series key in resolveSeries' VALUES, cast so that
+// PostgreSQL knows the parameters' types.
+const seriesKeyRow = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
+
+// seriesChunks are the statement sizes resolveSeries uses (see chunkSize).
+var seriesChunks = []int{64, 16, 4, 1}
 
 // lastValueRow is one series' new last value in updateLastValues: a row
 // of VALUES, cast so that PostgreSQL knows the types of the parameters.
