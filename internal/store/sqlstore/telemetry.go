@@ -149,9 +149,8 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		kept = append(kept, r)
 	}
 	rows = kept
-	// Points go in chunks of pointChunk rows through one prepared
-	// statement (parsed once per batch, few calls into the driver), the
-	// rest one by one.
+	// Points go many to a statement (few calls into the driver, few
+	// round trips).
 	if err := insertPoints(ctx, sqlTx, db.d, rows, points); err != nil {
 		return fail(err)
 	}
@@ -211,10 +210,12 @@ func resolveSeries(ctx context.Context, tx *sql.Tx, d *dialect, keys []pointKey,
 				bySlot[k] = slot
 				args = append(args, k.tenant, k.device, k.metric)
 			}
-			q := `SELECT s.id, s.tenant_id, s.device_id, s.metric FROM telemetry_series s JOIN (VALUES ` + seriesKeyRow +
-				strings.Repeat(`, `+seriesKeyRow, n-1) + `) AS v
-				ON s.tenant_id = v.column1 AND s.device_id = v.column2 AND s.metric = v.column3`
-			res, err := tx.QueryContext(ctx, d.rebind(q), args...)
+			q := chunkQuery(d, "find series", n, func(n int) string {
+				return `SELECT s.id, s.tenant_id, s.device_id, s.metric FROM telemetry_series s JOIN (VALUES ` + seriesKeyRow +
+					strings.Repeat(`, `+seriesKeyRow, n-1) + `) AS v
+					ON s.tenant_id = v.column1 AND s.device_id = v.column2 AND s.metric = v.column3`
+			})
+			res, err := tx.QueryContext(ctx, q, args...)
 			if err != nil {
 				return err
 			}
@@ -259,9 +260,11 @@ func resolveSeries(ctx context.Context, tx *sql.Tx, d *dialect, keys []pointKey,
 			k := keys[slot]
 			args = append(args, k.tenant, k.device, k.metric)
 		}
-		q := `INSERT INTO telemetry_series (tenant_id, device_id, metric) VALUES (?, ?, ?)` +
-			strings.Repeat(`, (?, ?, ?)`, n-1) + ` ON CONFLICT (tenant_id, device_id, metric) DO NOTHING`
-		if _, err := tx.ExecContext(ctx, d.rebind(q), args...); err != nil {
+		q := chunkQuery(d, "make series", n, func(n int) string {
+			return `INSERT INTO telemetry_series (tenant_id, device_id, metric) VALUES (?, ?, ?)` +
+				strings.Repeat(`, (?, ?, ?)`, n-1) + ` ON CONFLICT (tenant_id, device_id, metric) DO NOTHING`
+		})
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
 		rest = rest[n:]
@@ -307,13 +310,15 @@ func updateLastValues(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointR
 			p, k := &points[r.i], keys[r.slot]
 			args = append(args, r.id, r.ts, string(p.Kind), p.Num, p.Text, k.tenant, k.device, k.metric)
 		}
-		q := `UPDATE telemetry_series SET last_ts = v.column2, last_kind = v.column3, last_num = v.column4, last_txt = v.column5
-			FROM (VALUES ` + lastValueRow + strings.Repeat(`, `+lastValueRow, n-1) + `) AS v
-			WHERE telemetry_series.id = v.column1 AND telemetry_series.tenant_id = v.column6
-			AND telemetry_series.device_id = v.column7 AND telemetry_series.metric = v.column8
-			AND telemetry_series.last_ts <= v.column2
-			RETURNING telemetry_series.id`
-		res, err := tx.QueryContext(ctx, d.rebind(q), args...)
+		q := chunkQuery(d, "last values", n, func(n int) string {
+			return `UPDATE telemetry_series SET last_ts = v.column2, last_kind = v.column3, last_num = v.column4, last_txt = v.column5
+				FROM (VALUES ` + lastValueRow + strings.Repeat(`, `+lastValueRow, n-1) + `) AS v
+				WHERE telemetry_series.id = v.column1 AND telemetry_series.tenant_id = v.column6
+				AND telemetry_series.device_id = v.column7 AND telemetry_series.metric = v.column8
+				AND telemetry_series.last_ts <= v.column2
+				RETURNING telemetry_series.id`
+		})
+		res, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -349,6 +354,27 @@ func updateLastValues(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointR
 // few round trips for any number of series.
 var lastValueChunks = []int{64, 16, 4, 1}
 
+// chunkQueries holds the statements of the chunked telemetry writes, by
+// dialect, statement and size: built and rebound once, not per chunk.
+var chunkQueries sync.Map // chunkQueryKey → string
+
+type chunkQueryKey struct {
+	d    *dialect
+	name string
+	n    int
+}
+
+// chunkQuery returns build(n), rebound for d, from chunkQueries.
+func chunkQuery(d *dialect, name string, n int, build func(n int) string) string {
+	k := chunkQueryKey{d, name, n}
+	if q, ok := chunkQueries.Load(k); ok {
+		return q.(string)
+	}
+	q := d.rebind(build(n))
+	chunkQueries.Store(k, q)
+	return q
+}
+
 // chunkSize is the largest of sizes (descending, ending in 1) that n fills.
 func chunkSize(n int, sizes []int) int {
 	for _, s := range sizes {
@@ -379,49 +405,30 @@ type pointRow struct {
 	i    int32
 }
 
-const pointChunk = 64
+// pointChunks are the statement sizes of insertPoints (see chunkSize): a
+// batch's remainder goes in a few statements, not one per point (each a
+// round trip to PostgreSQL).
+var pointChunks = []int{64, 16, 4, 1}
 
 const pointConflict = ` ON CONFLICT (series_id, ts) DO UPDATE SET kind = excluded.kind, num = excluded.num, txt = excluded.txt`
 
 func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointRow, points []model.TelemetryPoint) error {
-	args := func(a []any, r pointRow) []any {
-		p := &points[r.i]
-		return append(a, r.id, r.ts, string(p.Kind), p.Num, p.Text)
-	}
-	if len(rows) >= pointChunk {
-		q := `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)` +
-			strings.Repeat(`, (?, ?, ?, ?, ?)`, pointChunk-1) + pointConflict
-		stmt, err := tx.PrepareContext(ctx, d.rebind(q))
-		if err != nil {
+	a := make([]any, 0, 5*pointChunks[0])
+	for rest := rows; len(rest) > 0; {
+		n := chunkSize(len(rest), pointChunks)
+		a = a[:0]
+		for _, r := range rest[:n] {
+			p := &points[r.i]
+			a = append(a, r.id, r.ts, string(p.Kind), p.Num, p.Text)
+		}
+		q := chunkQuery(d, "points", n, func(n int) string {
+			return `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)` +
+				strings.Repeat(`, (?, ?, ?, ?, ?)`, n-1) + pointConflict
+		})
+		if _, err := tx.ExecContext(ctx, q, a...); err != nil {
 			return err
 		}
-		a := make([]any, 0, 5*pointChunk)
-		for len(rows) >= pointChunk {
-			a = a[:0]
-			for _, r := range rows[:pointChunk] {
-				a = args(a, r)
-			}
-			if _, err := stmt.ExecContext(ctx, a...); err != nil {
-				stmt.Close()
-				return err
-			}
-			rows = rows[pointChunk:]
-		}
-		stmt.Close()
-	}
-	if len(rows) == 0 {
-		return nil
-	}
-	stmt, err := tx.PrepareContext(ctx, d.rebind(`INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)`+pointConflict))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	a := make([]any, 0, 5)
-	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, args(a[:0], r)...); err != nil {
-			return err
-		}
+		rest = rest[n:]
 	}
 	return nil
 }
