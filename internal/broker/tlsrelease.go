@@ -15,13 +15,14 @@ import (
 // record and handshake message it ever read (a ClientHello with a
 // post-quantum key share is about 1.3 KB, a client certificate message
 // about as much again, a record up to 16 KiB), and the parsed client
-// certificate, which the broker reads once, at CONNECT. Together they are about a third of an idle connection's
-// heap. OpenSSL lets go of its buffers on idle connections when asked
-// (SSL_MODE_RELEASE_BUFFERS); crypto/tls has no such switch, so
-// releaseTLS does it from outside, through the fields' offsets, found once
-// by name and type. Should a Go release rename or retype one of them,
-// releaseTLS does nothing and the connection only costs more
-// (TestTLSLayout fails, so the change is noticed).
+// certificate, which the broker reads once, at CONNECT. Together they were
+// about a third of an idle connection's heap. OpenSSL lets go of its
+// buffers on idle connections when asked (SSL_MODE_RELEASE_BUFFERS);
+// crypto/tls has no such switch, so releaseTLS does it from outside,
+// through the fields' offsets, found once by name and type. Should a Go
+// release rename or retype one of them, releaseTLS does nothing and the
+// connection only costs more (TestTLSLayout fails, so the change is
+// noticed, and the broker warns at start).
 
 // tlsLayout holds the offsets, within tls.Conn, of what releaseTLS touches.
 type tlsLayout struct {
