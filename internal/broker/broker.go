@@ -439,6 +439,7 @@ func (f levelFilter) WithGroup(n string) slog.Handler {
 type metrics struct {
 	connects, authFailures, refused, messages *prometheus.CounterVec
 	online                                    prometheus.Gauge
+	telemetry                                 prometheus.Counter // messages of kind telemetry: looked up once, not per message
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -454,6 +455,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		online: prometheus.NewGauge(prometheus.GaugeOpts{Name: "steward_mqtt_devices_online",
 			Help: "Devices connected to this node."}),
 	}
+	m.telemetry = m.messages.WithLabelValues("telemetry")
 	if r != nil {
 		for _, c := range []prometheus.Collector{m.connects, m.authFailures, m.refused, m.messages, m.online} {
 			if err := r.Register(c); err != nil {

@@ -512,7 +512,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 				s.ackDone()
 				return pk, b.storeFailed(s, pk, err)
 			}
-			b.m.messages.WithLabelValues("telemetry").Inc()
+			b.m.telemetry.Inc()
 			b.toApps(pk.TopicName, pk.Payload, 1)
 			return pk, packets.ErrRejectPacket
 		default:
@@ -521,7 +521,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		if err != nil {
 			return pk, b.storeFailed(s, pk, err)
 		}
-		b.m.messages.WithLabelValues("telemetry").Inc()
+		b.m.telemetry.Inc()
 	case inTwinReported:
 		var tw *model.Twin
 		var err error
