@@ -112,25 +112,17 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	}
 	fail := func(err error) error {
 		sqlTx.Rollback()
+		if errors.Is(err, errStaleSeries) {
+			// Rolled back whole; the caller starts again with the cache
+			// emptied, so every series is read (or made) again.
+			cache.reset()
+			return err
+		}
 		return fmt.Errorf("writing telemetry: %w", err)
 	}
 	if len(missing) > 0 {
 		if err := resolveSeries(ctx, sqlTx, db.d, keys, missing, ids); err != nil {
 			return fail(err)
-		}
-	}
-	// Two keys of the batch with one ID: a cached ID went stale and now
-	// names the other key's new series (SQLite gives out the largest ID
-	// again). Their points would be merged under one series.
-	if len(keys) > 1 {
-		bySlot := make(map[int64]struct{}, len(keys))
-		for _, id := range ids {
-			if _, dup := bySlot[id]; dup {
-				sqlTx.Rollback()
-				cache.reset()
-				return errStaleSeries
-			}
-			bySlot[id] = struct{}{}
 		}
 	}
 	// By series, time and arrival; of one series and time the last to
@@ -143,8 +135,16 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 	})
 	kept := rows[:0]
 	for j, r := range rows {
-		if j+1 < len(rows) && rows[j+1].id == r.id && rows[j+1].ts == r.ts {
-			continue
+		if j+1 < len(rows) && rows[j+1].id == r.id {
+			if rows[j+1].slot != r.slot {
+				// Two keys with one ID: a cached ID went stale and now
+				// names the other key's new series (SQLite gives out the
+				// largest ID again); their points would be merged.
+				return fail(errStaleSeries)
+			}
+			if rows[j+1].ts == r.ts {
+				continue
+			}
 		}
 		kept = append(kept, r)
 	}
@@ -164,11 +164,6 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 		newest = append(newest, r)
 	}
 	if err := updateLastValues(ctx, sqlTx, db.d, newest, keys, points); err != nil {
-		if errors.Is(err, errStaleSeries) {
-			sqlTx.Rollback()
-			cache.reset()
-			return err
-		}
 		return fail(err)
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -199,18 +194,17 @@ func (db *DB) writeTelemetry(ctx context.Context, points []model.TelemetryPoint)
 func resolveSeries(ctx context.Context, tx *sql.Tx, d *dialect, keys []pointKey, missing []int32, ids []int64) error {
 	have := make([]bool, len(keys)) // by slot
 	look := func(slots []int32) error {
-		bySlot := make(map[pointKey]int32, min(len(slots), seriesChunks[0]))
-		args := make([]any, 0, 3*seriesChunks[0])
-		for rest := slots; len(rest) > 0; {
-			n := chunkSize(len(rest), seriesChunks)
+		bySlot := make(map[pointKey]int32, min(len(slots), chunkSizes[0]))
+		args := make([]any, 0, 3*chunkSizes[0])
+		return inChunks(slots, func(chunk []int32) error {
 			clear(bySlot)
 			args = args[:0]
-			for _, slot := range rest[:n] {
+			for _, slot := range chunk {
 				k := keys[slot]
 				bySlot[k] = slot
 				args = append(args, k.tenant, k.device, k.metric)
 			}
-			q := chunkQuery(d, "find series", n, func(n int) string {
+			q := chunkQuery(d, "find series", len(chunk), func(n int) string {
 				return `SELECT s.id, s.tenant_id, s.device_id, s.metric FROM telemetry_series s JOIN (VALUES ` + seriesKeyRow +
 					strings.Repeat(`, `+seriesKeyRow, n-1) + `) AS v
 					ON s.tenant_id = v.column1 AND s.device_id = v.column2 AND s.metric = v.column3`
@@ -233,12 +227,8 @@ func resolveSeries(ctx context.Context, tx *sql.Tx, d *dialect, keys []pointKey,
 			if err := res.Close(); err != nil {
 				return err
 			}
-			if err := res.Err(); err != nil {
-				return err
-			}
-			rest = rest[n:]
-		}
-		return nil
+			return res.Err()
+		})
 	}
 	if err := look(missing); err != nil {
 		return err
@@ -252,22 +242,22 @@ func resolveSeries(ctx context.Context, tx *sql.Tx, d *dialect, keys []pointKey,
 	if len(absent) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 3*seriesChunks[0])
-	for rest := absent; len(rest) > 0; {
-		n := chunkSize(len(rest), seriesChunks)
+	args := make([]any, 0, 3*chunkSizes[0])
+	err := inChunks(absent, func(chunk []int32) error {
 		args = args[:0]
-		for _, slot := range rest[:n] {
+		for _, slot := range chunk {
 			k := keys[slot]
 			args = append(args, k.tenant, k.device, k.metric)
 		}
-		q := chunkQuery(d, "make series", n, func(n int) string {
+		q := chunkQuery(d, "make series", len(chunk), func(n int) string {
 			return `INSERT INTO telemetry_series (tenant_id, device_id, metric) VALUES (?, ?, ?)` +
 				strings.Repeat(`, (?, ?, ?)`, n-1) + ` ON CONFLICT (tenant_id, device_id, metric) DO NOTHING`
 		})
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return err
-		}
-		rest = rest[n:]
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if err := look(absent); err != nil {
 		return err
@@ -285,9 +275,6 @@ func resolveSeries(ctx context.Context, tx *sql.Tx, d *dialect, keys []pointKey,
 // PostgreSQL knows the parameters' types.
 const seriesKeyRow = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
 
-// seriesChunks are the statement sizes resolveSeries uses (see chunkSize).
-var seriesChunks = []int{64, 16, 4, 1}
-
 // lastValueRow is one series' new last value in updateLastValues: a row
 // of VALUES, cast so that PostgreSQL knows the types of the parameters.
 const lastValueRow = `(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), ` +
@@ -302,15 +289,14 @@ const lastValueRow = `(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CA
 // alone: errStaleSeries if its ID is stale.
 func updateLastValues(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointRow, keys []pointKey, points []model.TelemetryPoint) error {
 	updated := make(map[int64]bool, len(rows))
-	args := make([]any, 0, 8*lastValueChunks[0])
-	for rest := rows; len(rest) > 0; {
-		n := chunkSize(len(rest), lastValueChunks)
+	args := make([]any, 0, 8*chunkSizes[0])
+	err := inChunks(rows, func(chunk []pointRow) error {
 		args = args[:0]
-		for _, r := range rest[:n] {
+		for _, r := range chunk {
 			p, k := &points[r.i], keys[r.slot]
 			args = append(args, r.id, r.ts, string(p.Kind), p.Num, p.Text, k.tenant, k.device, k.metric)
 		}
-		q := chunkQuery(d, "last values", n, func(n int) string {
+		q := chunkQuery(d, "last values", len(chunk), func(n int) string {
 			return `UPDATE telemetry_series SET last_ts = v.column2, last_kind = v.column3, last_num = v.column4, last_txt = v.column5
 				FROM (VALUES ` + lastValueRow + strings.Repeat(`, `+lastValueRow, n-1) + `) AS v
 				WHERE telemetry_series.id = v.column1 AND telemetry_series.tenant_id = v.column6
@@ -333,10 +319,10 @@ func updateLastValues(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointR
 		if err := res.Close(); err != nil {
 			return err
 		}
-		if err := res.Err(); err != nil {
-			return err
-		}
-		rest = rest[n:]
+		return res.Err()
+	})
+	if err != nil {
+		return err
 	}
 	for _, r := range rows {
 		if !updated[r.id] {
@@ -349,10 +335,10 @@ func updateLastValues(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointR
 	return nil
 }
 
-// lastValueChunks are the statement sizes updateLastValues uses, largest
-// first: few distinct statements (each is prepared once per connection),
-// few round trips for any number of series.
-var lastValueChunks = []int{64, 16, 4, 1}
+// chunkSizes are the statement sizes of the chunked telemetry writes
+// (inChunks), largest first and ending in 1: a batch's remainder goes in a
+// few statements, not one per row, each a round trip to PostgreSQL.
+var chunkSizes = []int{64, 16, 4, 1}
 
 // chunkQueries holds the statements of the chunked telemetry writes, by
 // dialect, statement and size: built and rebound once, not per chunk.
@@ -375,14 +361,24 @@ func chunkQuery(d *dialect, name string, n int, build func(n int) string) string
 	return q
 }
 
-// chunkSize is the largest of sizes (descending, ending in 1) that n fills.
-func chunkSize(n int, sizes []int) int {
-	for _, s := range sizes {
-		if n >= s {
-			return s
+// inChunks calls fn on consecutive chunks of s, each as large as the
+// largest of chunkSizes that the rest of s fills: few distinct statements
+// (each prepared once per connection), few round trips for any length.
+func inChunks[T any](s []T, fn func(chunk []T) error) error {
+	for len(s) > 0 {
+		n := 1
+		for _, size := range chunkSizes {
+			if len(s) >= size {
+				n = size
+				break
+			}
 		}
+		if err := fn(s[:n]); err != nil {
+			return err
+		}
+		s = s[n:]
 	}
-	return 1
+	return nil
 }
 
 // checkSeries returns errStaleSeries unless series id is k's.
@@ -405,32 +401,23 @@ type pointRow struct {
 	i    int32
 }
 
-// pointChunks are the statement sizes of insertPoints (see chunkSize): a
-// batch's remainder goes in a few statements, not one per point (each a
-// round trip to PostgreSQL).
-var pointChunks = []int{64, 16, 4, 1}
-
 const pointConflict = ` ON CONFLICT (series_id, ts) DO UPDATE SET kind = excluded.kind, num = excluded.num, txt = excluded.txt`
 
 func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointRow, points []model.TelemetryPoint) error {
-	a := make([]any, 0, 5*pointChunks[0])
-	for rest := rows; len(rest) > 0; {
-		n := chunkSize(len(rest), pointChunks)
+	a := make([]any, 0, 5*chunkSizes[0])
+	return inChunks(rows, func(chunk []pointRow) error {
 		a = a[:0]
-		for _, r := range rest[:n] {
+		for _, r := range chunk {
 			p := &points[r.i]
 			a = append(a, r.id, r.ts, string(p.Kind), p.Num, p.Text)
 		}
-		q := chunkQuery(d, "points", n, func(n int) string {
+		q := chunkQuery(d, "points", len(chunk), func(n int) string {
 			return `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)` +
 				strings.Repeat(`, (?, ?, ?, ?, ?)`, n-1) + pointConflict
 		})
-		if _, err := tx.ExecContext(ctx, q, a...); err != nil {
-			return err
-		}
-		rest = rest[n:]
-	}
-	return nil
+		_, err := tx.ExecContext(ctx, q, a...)
+		return err
+	})
 }
 
 func (r reader) LatestTelemetry(ctx context.Context, tenantID, deviceID string) ([]model.TelemetryPoint, error) {
