@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/steward-iot/steward/internal/broker"
+	"github.com/steward-iot/steward/internal/testutil/testserver"
 )
 
 // rawConnect sends an MQTT 3.1.1 CONNECT (clean session) as clientID
@@ -64,6 +66,19 @@ func readRaw(r *bufio.Reader) (byte, []byte, error) {
 	return first, body, err
 }
 
+// rawDevice enrolls a device and connects it over TLS with the raw client
+// (MQTT version 4 or 5), the connection closed at the test's end.
+func rawDevice(t *testing.T, e *env, version byte) (*testserver.EnrolledDevice, net.Conn, *bufio.Reader) {
+	t.Helper()
+	dev := e.device(t)
+	conn := dialTLS(t, e.cert, e.tls(&dev.TLS))
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	rawConnectVersion(t, conn, r, dev.DeviceID, 60, version)
+	return dev, conn, r
+}
+
 // TestTelemetryAcksInOrder sends a burst of QoS 1 messages in one write:
 // telemetry, whose PUBACKs follow the database commit and go out several
 // to a write, with a twin report (acknowledged by the connection itself)
@@ -71,13 +86,7 @@ func readRaw(r *bufio.Reader) (byte, []byte, error) {
 // (MQTT 4.6), and the last message must be the stored last value.
 func TestTelemetryAcksInOrder(t *testing.T) {
 	e := newEnv(t, envOpts{configure: func(c *broker.Config) { c.RateLimit, c.RateBurst = 10000, 1000 }})
-	dev := e.device(t)
-	conn := dialTLS(t, e.cert, e.tls(&dev.TLS))
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(conn)
-
-	rawConnect(t, conn, r, dev.DeviceID, 60)
+	dev, conn, r := rawDevice(t, e, 4)
 
 	const n = 300
 	const twinAt = 150
@@ -186,12 +195,7 @@ func TestReceiveMaximum(t *testing.T) {
 	}})
 
 	t.Run("v5 beyond the limit", func(t *testing.T) {
-		dev := e.device(t)
-		conn := dialTLS(t, e.cert, e.tls(&dev.TLS))
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(30 * time.Second))
-		r := bufio.NewReader(conn)
-		rawConnectVersion(t, conn, r, dev.DeviceID, 60, 5)
+		dev, conn, r := rawDevice(t, e, 5)
 		release := holdWriter(t, e)
 		burst(t, conn, dev.DeviceID, 5, 3*max)
 		typ, body, err := readRaw(r)
@@ -212,12 +216,7 @@ func TestReceiveMaximum(t *testing.T) {
 	})
 
 	t.Run("v3 waits", func(t *testing.T) {
-		dev := e.device(t)
-		conn := dialTLS(t, e.cert, e.tls(&dev.TLS))
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(30 * time.Second))
-		r := bufio.NewReader(conn)
-		rawConnect(t, conn, r, dev.DeviceID, 60)
+		dev, conn, r := rawDevice(t, e, 4)
 		const n = 10 * max
 		release := holdWriter(t, e)
 		before := telemetryAccepted(t, e)
