@@ -471,14 +471,12 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	switch k {
 	case inTelemetry, inTelemetrySenML:
 		senml := k == inTelemetrySenML || pk.Properties.ContentType == "application/senml+json"
-		pts, err := telemetry.Decode(pk.Payload, senml, now)
+		tps, err := telemetry.Decode(pk.Payload, senml, now)
 		if err != nil {
 			return pk, b.refuse(s, pk, codeBadPayload, err.Error())
 		}
-		tps := make([]model.TelemetryPoint, len(pts))
-		for i, p := range pts {
-			tps[i] = model.TelemetryPoint{TenantID: s.tenantID, DeviceID: s.deviceID, Metric: p.Metric, Time: p.Time,
-				Kind: p.Kind, Num: p.Num, Text: p.Text}
+		for i := range tps {
+			tps[i].TenantID, tps[i].DeviceID = s.tenantID, s.deviceID
 		}
 		switch pk.FixedHeader.Qos {
 		case 0:

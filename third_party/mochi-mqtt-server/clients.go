@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/xid"
 
+	"github.com/mochi-mqtt/server/v2/mempool"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -237,6 +238,21 @@ func (cl *Client) enqueueOutbound(pk *packets.Packet) bool {
 	return true
 }
 
+// outPackets holds the packets of outbound queues (patch): publishToClient
+// takes one per queued delivery, writeQueued gives it back once written.
+// A packet dropped with its queue (the client closed) is left to the
+// garbage collector.
+var outPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
+
+func putOutPacket(pk *packets.Packet) {
+	*pk = packets.Packet{} // drop the payload and properties before pooling
+	outPackets.Put(pk)
+}
+
+// encodeBuffers holds the buffers writePacket encodes into (patch); one
+// grown past 64 KiB by a large packet is not kept.
+var encodeBuffers = mempool.NewBuffer(64 << 10)
+
 // nextOutbound takes the next queued packet, or returns nil and marks the
 // writing goroutine gone when there is none or the client is closed
 // (patch). An emptied queue gives back a large backing array, so that a
@@ -276,6 +292,7 @@ func (cl *Client) WriteLoop() {
 //
 //go:noinline
 func (cl *Client) writeQueued(pk *packets.Packet) {
+	defer putOutPacket(pk)
 	if err := cl.WritePacket(*pk); err != nil {
 		// TODO : Figure out what to do with error
 		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
@@ -724,7 +741,9 @@ func (cl *Client) writePacket(pk packets.Packet, hold bool) error {
 	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
 
 	var err error
-	buf := new(bytes.Buffer)
+	// Pooled (patch): OnPacketSent hooks must not keep the bytes.
+	buf := encodeBuffers.Get()
+	defer encodeBuffers.Put(buf)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)

@@ -1234,7 +1234,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
-	if !cl.enqueueOutbound(&out) {
+	// The queued copy comes from a pool and goes back once written
+	// (patch): a packet is 800 bytes, allocated per delivery otherwise.
+	queued := outPackets.Get().(*packets.Packet)
+	*queued = out
+	if !cl.enqueueOutbound(queued) {
+		putOutPacket(queued)
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
