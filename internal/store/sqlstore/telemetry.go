@@ -13,6 +13,8 @@ import (
 
 	"github.com/steward-iot/steward/internal/model"
 	"github.com/steward-iot/steward/internal/store"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 type pointKey struct{ tenant, device, metric string }
@@ -423,12 +425,7 @@ func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointRow, 
 		for _, r := range chunk {
 			a = append(a, r.id, r.ts, points[r.i].Num)
 		}
-		q := chunkQuery(d, "numbers", len(chunk), func(n int) string {
-			return `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, 'n', ?, '')` +
-				strings.Repeat(`, (?, ?, 'n', ?, '')`, n-1) + pointConflict
-		})
-		_, err := tx.ExecContext(ctx, q, a...)
-		return err
+		return execPoints(ctx, tx, d, "numbers", len(chunk), `(?, ?, 'n', ?, '')`, a)
 	})
 	if err != nil {
 		return err
@@ -439,13 +436,28 @@ func insertPoints(ctx context.Context, tx *sql.Tx, d *dialect, rows []pointRow, 
 			p := &points[r.i]
 			a = append(a, r.id, r.ts, string(p.Kind), p.Num, p.Text)
 		}
-		q := chunkQuery(d, "points", len(chunk), func(n int) string {
-			return `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES (?, ?, ?, ?, ?)` +
-				strings.Repeat(`, (?, ?, ?, ?, ?)`, n-1) + pointConflict
-		})
-		_, err := tx.ExecContext(ctx, q, a...)
-		return err
+		return execPoints(ctx, tx, d, "points", len(chunk), `(?, ?, ?, ?, ?)`, a)
 	})
+}
+
+// execPoints inserts n rows of the form row. A point whose series and time
+// are stored already replaces the stored one. On SQLite a plain insert is
+// tried first, a quarter cheaper than the upsert: a resent point is rare,
+// and a failed statement undoes only itself, not the transaction (on
+// PostgreSQL it would end the transaction, so the upsert goes first there).
+func execPoints(ctx context.Context, tx *sql.Tx, d *dialect, name string, n int, row string, args []any) error {
+	insert := func(n int) string {
+		return `INSERT INTO telemetry (series_id, ts, kind, num, txt) VALUES ` + row + strings.Repeat(`, `+row, n-1)
+	}
+	if d == sqliteDialect {
+		_, err := tx.ExecContext(ctx, chunkQuery(d, name+" plain", n, insert), args...)
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, chunkQuery(d, name, n, func(n int) string { return insert(n) + pointConflict }), args...)
+	return err
 }
 
 func (r reader) LatestTelemetry(ctx context.Context, tenantID, deviceID string) ([]model.TelemetryPoint, error) {

@@ -242,6 +242,39 @@ func testConnectivity(t *testing.T, s store.Store) {
 			t.Fatalf("QueryTelemetry across the tenant wall: %d points", len(p))
 		}
 
+		// Points sent again (a QoS 1 message resent after a lost PUBACK,
+		// say) replace the stored ones, numbers and strings alike, also in
+		// a statement that holds new points too.
+		var sent, resent []model.TelemetryPoint
+		for i := range 70 {
+			sent = append(sent, pt(tenA, "dev-r1", "n", 100+i, float64(i)), pt(tenA, "dev-r1", "s", 100+i, fmt.Sprint(i)))
+		}
+		for i := 60; i < 140; i++ {
+			resent = append(resent, pt(tenA, "dev-r1", "n", 100+i, float64(-i)), pt(tenA, "dev-r1", "s", 100+i, fmt.Sprint(-i)))
+		}
+		noErr(t, s.WriteTelemetry(ctx, sent), "WriteTelemetry")
+		noErr(t, s.WriteTelemetry(ctx, resent), "WriteTelemetry of points sent again")
+		for _, metric := range []string{"n", "s"} {
+			pts, err := s.QueryTelemetry(ctx, tenA, "dev-r1", metric, at(0), at(time.Hour), 1000)
+			noErr(t, err, "QueryTelemetry "+metric)
+			var got, want []string
+			for i, p := range pts {
+				got = append(got, fmt.Sprintf("%d=%v", p.Time.Sub(base)/time.Second, p.Value()))
+				v := any(float64(i))
+				if i >= 60 {
+					v = float64(-i)
+				}
+				if metric == "s" {
+					v = fmt.Sprint(v)
+				}
+				want = append(want, fmt.Sprintf("%d=%v", 100+i, v))
+			}
+			if len(pts) != 140 {
+				t.Fatalf("%s: %d points after sending some again, want 140", metric, len(pts))
+			}
+			wantEqual(t, got, want, "points of "+metric+" after sending some again")
+		}
+
 		// Buckets of 20 s from 0 s: 0..19 (with 1000 at 10 s and 11 at 11 s), 20..39, 40..59.
 		bs, err := s.DownsampleTelemetry(ctx, tenA, "dev-a1", "temp", at(0), at(60*time.Second), 20*time.Second)
 		noErr(t, err, "DownsampleTelemetry")
