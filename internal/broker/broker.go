@@ -455,18 +455,32 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		online: prometheus.NewGauge(prometheus.GaugeOpts{Name: "steward_mqtt_devices_online",
 			Help: "Devices connected to this node."}),
 	}
-	m.telemetry = m.messages.WithLabelValues("telemetry")
 	if r != nil {
-		for _, c := range []prometheus.Collector{m.connects, m.authFailures, m.refused, m.messages, m.online} {
-			if err := r.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					panic(err)
-				}
-			}
+		m.connects = register(r, m.connects)
+		m.authFailures = register(r, m.authFailures)
+		m.refused = register(r, m.refused)
+		m.messages = register(r, m.messages)
+		m.online = register(r, m.online)
+	}
+	m.telemetry = m.messages.WithLabelValues("telemetry")
+	return m
+}
+
+// register registers c, or returns the collector of the same name that a
+// broker before this one (in the same process and registry) registered:
+// both then count into one metric instead of this one counting unseen.
+func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
+	err := r.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
 		}
 	}
-	return m
+	panic(fmt.Sprintf("mqtt metrics: %v", err))
 }
 
 // server is the broker instance a client is connected to.
