@@ -263,6 +263,11 @@ func (a *Agent) connect(ctx context.Context) (*autopaho.ConnectionManager, error
 		ReconnectBackoff: autopaho.NewExponentialBackoff(500*time.Millisecond, 30*time.Second, time.Second, 2),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			a.log.Info("connected", "broker", a.cfg.MQTT)
+			// The session may come up before NewConnection has returned
+			// below: publishing (the twin report first) goes through a.cm.
+			a.mu.Lock()
+			a.cm = cm
+			a.mu.Unlock()
 			go a.onConnected(ctx, cm)
 		},
 		OnConnectError: func(err error) { a.log.Warn("MQTT connection failed; retrying", "broker", a.cfg.MQTT, "err", err) },
@@ -278,11 +283,18 @@ func (a *Agent) connect(ctx context.Context) (*autopaho.ConnectionManager, error
 	if err != nil {
 		return nil, fmt.Errorf("MQTT: %w", err)
 	}
+	if testHookConnecting != nil {
+		testHookConnecting()
+	}
 	a.mu.Lock()
 	a.cm = cm
 	a.mu.Unlock()
 	return cm, nil
 }
+
+// testHookConnecting, when set by a test, runs between starting a session
+// and recording it: the time a loaded machine may take there.
+var testHookConnecting func()
 
 // runMQTT replaces the session after each renewal (so that the new
 // certificate is presented) or simulated reboot, until ctx ends.

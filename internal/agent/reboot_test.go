@@ -152,3 +152,52 @@ func TestRenewalReconnects(t *testing.T) {
 }
 
 func identitySerial(c *x509.Certificate) string { return identity.SerialHex(c.SerialNumber) }
+
+// TestTwinReportedWhenConnectedEarly: the session may come up before the
+// agent has recorded it (on a loaded machine); the twin report it sends
+// on connecting must not be lost then.
+func TestTwinReportedWhenConnectedEarly(t *testing.T) {
+	testHookConnecting = func() { time.Sleep(2 * time.Second) }
+	defer func() { testHookConnecting = nil }()
+	srv := testserver.Start(t, testserver.Options{})
+	tn := srv.CreateTenant(t, "agent-early")
+	p := srv.CreateProduct(t, tn.ID)
+	tok := srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/bootstrap-tokens", Key: tn.Admin.Secret,
+		Body: map[string]any{"product_id": p.ID, "name": "early test"}}).Str("token")
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Platform.Identity.CA().Anchor().Raw}), 0o644)
+	inst, err := NewDirInstaller(filepath.Join(dir, "slots"), "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	a, err := New(ctx, Config{Server: srv.Platform.ESTURL(), MQTT: srv.Platform.MQTTAddr(broker.ListenerCert), CAFile: caFile,
+		StateDir: filepath.Join(dir, "state"), Enroll: Enrollment{BootstrapToken: tok, Serial: srv.Unique("SN")}, Installer: inst,
+		AgentVersion: "test", TelemetryInterval: time.Hour, Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	testserver.Eventually(t, 30*time.Second, func() bool {
+		res := srv.Do(t, testserver.Req{Method: http.MethodGet, Path: "/api/v1/devices/" + a.DeviceID() + "/twin", Key: tn.Admin.Secret})
+		var tw struct {
+			Reported struct {
+				State struct {
+					Firmware map[string]string `json:"firmware"`
+				} `json:"state"`
+			} `json:"reported"`
+		}
+		if res.Status != http.StatusOK {
+			return false
+		}
+		res.Into(t, &tw)
+		return tw.Reported.State.Firmware["version"] == "1.0.0"
+	}, "the twin report sent on connecting")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
