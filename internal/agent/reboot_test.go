@@ -104,28 +104,10 @@ func TestRebootResumes(t *testing.T) {
 // MQTT session presenting the new certificate, and still answers commands.
 func TestRenewalReconnects(t *testing.T) {
 	t.Parallel()
-	srv := testserver.Start(t, testserver.Options{})
-	tn := srv.CreateTenant(t, "agent-renewal")
-	p := srv.CreateProduct(t, tn.ID)
-	tok := srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/bootstrap-tokens", Key: tn.Admin.Secret,
-		Body: map[string]any{"product_id": p.ID, "name": "renewal test"}}).Str("token")
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.crt")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Platform.Identity.CA().Anchor().Raw}), 0o644)
-	inst, err := NewDirInstaller(filepath.Join(dir, "slots"), "1.0.0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tn, cfg := slotAgent(t, "agent-renewal")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	a, err := New(ctx, Config{Server: srv.Platform.ESTURL(), MQTT: srv.Platform.MQTTAddr(broker.ListenerCert), CAFile: caFile,
-		StateDir: filepath.Join(dir, "state"), Enroll: Enrollment{BootstrapToken: tok, Serial: srv.Unique("SN")}, Installer: inst,
-		TelemetryInterval: time.Hour, Poll: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	a, done := runAgent(t, ctx, cfg)
 	serialOn := func(want string) func() bool {
 		return func() bool {
 			res := srv.Do(t, testserver.Req{Method: http.MethodGet, Path: "/api/v1/devices/" + a.DeviceID() + "/connection", Key: tn.Admin.Secret})
@@ -151,6 +133,40 @@ func TestRenewalReconnects(t *testing.T) {
 	}
 }
 
+// slotAgent starts a platform with a tenant and a product, and returns
+// the configuration of an agent enrolling there with a bootstrap token,
+// running firmware 1.0.0 from a slot installer, with telemetry and polls
+// an hour apart.
+func slotAgent(t *testing.T, tenant string) (*testserver.Server, *testserver.Tenant, Config) {
+	srv := testserver.Start(t, testserver.Options{})
+	tn := srv.CreateTenant(t, tenant)
+	p := srv.CreateProduct(t, tn.ID)
+	tok := srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/bootstrap-tokens", Key: tn.Admin.Secret,
+		Body: map[string]any{"product_id": p.ID, "name": tenant}}).Str("token")
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Platform.Identity.CA().Anchor().Raw}), 0o644)
+	inst, err := NewDirInstaller(filepath.Join(dir, "slots"), "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, tn, Config{Server: srv.Platform.ESTURL(), MQTT: srv.Platform.MQTTAddr(broker.ListenerCert), CAFile: caFile,
+		StateDir: filepath.Join(dir, "state"), Enroll: Enrollment{BootstrapToken: tok, Serial: srv.Unique("SN")}, Installer: inst,
+		AgentVersion: "test", TelemetryInterval: time.Hour, Poll: time.Hour}
+}
+
+// runAgent makes an agent of cfg and runs it until ctx ends; done gives
+// Run's result.
+func runAgent(t *testing.T, ctx context.Context, cfg Config) (a *Agent, done <-chan error) {
+	a, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- a.Run(ctx) }()
+	return a, ch
+}
+
 func identitySerial(c *x509.Certificate) string { return identity.SerialHex(c.SerialNumber) }
 
 // TestTwinReportedWhenConnectedEarly: the session may come up before the
@@ -159,28 +175,10 @@ func identitySerial(c *x509.Certificate) string { return identity.SerialHex(c.Se
 func TestTwinReportedWhenConnectedEarly(t *testing.T) {
 	testHookConnecting = func() { time.Sleep(2 * time.Second) }
 	defer func() { testHookConnecting = nil }()
-	srv := testserver.Start(t, testserver.Options{})
-	tn := srv.CreateTenant(t, "agent-early")
-	p := srv.CreateProduct(t, tn.ID)
-	tok := srv.Must(t, http.StatusCreated, testserver.Req{Method: http.MethodPost, Path: "/api/v1/bootstrap-tokens", Key: tn.Admin.Secret,
-		Body: map[string]any{"product_id": p.ID, "name": "early test"}}).Str("token")
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.crt")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Platform.Identity.CA().Anchor().Raw}), 0o644)
-	inst, err := NewDirInstaller(filepath.Join(dir, "slots"), "1.0.0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tn, cfg := slotAgent(t, "agent-early")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	a, err := New(ctx, Config{Server: srv.Platform.ESTURL(), MQTT: srv.Platform.MQTTAddr(broker.ListenerCert), CAFile: caFile,
-		StateDir: filepath.Join(dir, "state"), Enroll: Enrollment{BootstrapToken: tok, Serial: srv.Unique("SN")}, Installer: inst,
-		AgentVersion: "test", TelemetryInterval: time.Hour, Poll: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	a, done := runAgent(t, ctx, cfg)
 	testserver.Eventually(t, 30*time.Second, func() bool {
 		res := srv.Do(t, testserver.Req{Method: http.MethodGet, Path: "/api/v1/devices/" + a.DeviceID() + "/twin", Key: tn.Admin.Secret})
 		var tw struct {
