@@ -520,6 +520,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return pk, b.storeFailed(s, pk, err)
 		}
 		b.m.telemetry.Inc()
+		if pk.FixedHeader.Qos == 0 {
+			// Nothing to acknowledge, and nobody on the device listeners
+			// reads another device's telemetry: the broker need not look
+			// for subscribers (a device is not sent its own telemetry back,
+			// as at QoS 1).
+			b.toApps(pk.TopicName, pk.Payload, 0)
+			return pk, packets.ErrRejectPacket
+		}
 	case inTwinReported:
 		var tw *model.Twin
 		var err error

@@ -377,12 +377,23 @@ func TestTokenAndApplications(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token connect: %v %+v", err, ca)
 	}
+	// The device listens under its whole prefix: its telemetry, of either
+	// QoS, reaches the application and the store, not the device again.
+	if r := c.subscribe(t, "d/"+dev.DeviceID+"/#"); r[0] != 1 {
+		t.Fatalf("device SUBACK %x", r)
+	}
 	c.mustPublish(t, "d/"+dev.DeviceID+"/telemetry", 1, `{"via": "token"}`)
 	got := next(t, app.inbox, "d/"+dev.DeviceID+"/telemetry")
 	if string(got.payload) != `{"via": "token"}` {
 		t.Fatalf("application got %s", got.payload)
 	}
+	c.mustPublish(t, "d/"+dev.DeviceID+"/telemetry", 0, `{"qos0": 1}`)
+	if got := next(t, app.inbox, "d/"+dev.DeviceID+"/telemetry"); string(got.payload) != `{"qos0": 1}` {
+		t.Fatalf("application got %s", got.payload)
+	}
+	eventually(t, "the QoS 0 point is stored", func() bool { return e.latest(t, dev.DeviceID)["qos0"] == 1.0 })
 	none(t, spy.inbox, "d/"+dev.DeviceID+"/telemetry", 300*time.Millisecond)
+	none(t, c.inbox, "d/"+dev.DeviceID+"/telemetry", 100*time.Millisecond)
 	conn := e.must(t, http.StatusOK, http.MethodGet, api+"/devices/"+dev.DeviceID+"/connection", nil).Obj()
 	if conn["method"] != "token" || conn["listener"] != broker.ListenerToken {
 		t.Fatalf("connection: %v", conn)
