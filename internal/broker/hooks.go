@@ -508,11 +508,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			}); err != nil {
 				s.paid()
 				s.ackDone()
-				return pk, b.storeFailed(s, pk, err)
 			}
-			b.m.telemetry.Inc()
-			b.toApps(pk.TopicName, pk.Payload, 1)
-			return pk, packets.ErrRejectPacket
 		default:
 			err = b.d.Ingester.Write(ctx, tps) // QoS 2: PUBREC once durable
 		}
@@ -520,12 +516,12 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return pk, b.storeFailed(s, pk, err)
 		}
 		b.m.telemetry.Inc()
-		if pk.FixedHeader.Qos == 0 {
-			// Nothing to acknowledge, and nobody on the device listeners
-			// reads another device's telemetry: the broker need not look
-			// for subscribers (a device is not sent its own telemetry back,
-			// as at QoS 1).
-			b.toApps(pk.TopicName, pk.Payload, 0)
+		if pk.FixedHeader.Qos < 2 {
+			// QoS 1 is acknowledged by the acker, QoS 0 not at all, and
+			// nobody on the device listeners reads another device's
+			// telemetry: mochi has nothing left to do (it would look for
+			// subscribers; a device is not sent its own telemetry back).
+			b.toApps(pk.TopicName, pk.Payload, pk.FixedHeader.Qos)
 			return pk, packets.ErrRejectPacket
 		}
 	case inTwinReported:
